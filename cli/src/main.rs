@@ -1,0 +1,4 @@
+//! The `asdsl` binary (stub).
+fn main() {
+    println!("asdsl");
+}

@@ -1,0 +1,54 @@
+//! asdsl's quantized GEMV kernels.
+//!
+//! - [`formats`]: the weight formats (ggml's block formats byte for byte, and
+//!   the native `q{bits}g{group}`), their quantizers, and the scalar
+//!   reference GEMV that is the oracle for every variant.
+//! - [`registry`]: every generated kernel variant, with a descriptor.
+
+pub mod error;
+pub mod formats;
+pub mod kernel;
+pub mod variant;
+
+pub use error::KernelError;
+pub use formats::{BlockFormat, Format, NativeFormat, Quantize};
+
+/// Runs `$body` with the type alias `$F` bound to the [`BlockFormat`] of the
+/// runtime [`Format`] `$format`.
+#[macro_export]
+macro_rules! with_format {
+    ($format:expr, $F:ident => $body:expr) => {{
+        use $crate::formats::{Format as __Format, NativeFormat as __Native, gguf as __g, native as __n};
+        match $format {
+            __Format::Q4_0 => { type $F = __g::Q4_0; $body }
+            __Format::Q4_1 => { type $F = __g::Q4_1; $body }
+            __Format::Q5_0 => { type $F = __g::Q5_0; $body }
+            __Format::Q5_1 => { type $F = __g::Q5_1; $body }
+            __Format::Q8_0 => { type $F = __g::Q8_0; $body }
+            __Format::Q4K => { type $F = __g::Q4K; $body }
+            __Format::Q5K => { type $F = __g::Q5K; $body }
+            __Format::Q6K => { type $F = __g::Q6K; $body }
+            __Format::Native(__Native { bits, group }) => match (bits, group) {
+                (2, 16) => { type $F = __n::Q2G16; $body }
+                (2, 32) => { type $F = __n::Q2G32; $body }
+                (2, 64) => { type $F = __n::Q2G64; $body }
+                (2, 128) => { type $F = __n::Q2G128; $body }
+                (3, 16) => { type $F = __n::Q3G16; $body }
+                (3, 32) => { type $F = __n::Q3G32; $body }
+                (3, 64) => { type $F = __n::Q3G64; $body }
+                (3, 128) => { type $F = __n::Q3G128; $body }
+                (4, 16) => { type $F = __n::Q4G16; $body }
+                (4, 32) => { type $F = __n::Q4G32; $body }
+                (4, 64) => { type $F = __n::Q4G64; $body }
+                (4, 128) => { type $F = __n::Q4G128; $body }
+                (8, 16) => { type $F = __n::Q8G16; $body }
+                (8, 32) => { type $F = __n::Q8G32; $body }
+                (8, 64) => { type $F = __n::Q8G64; $body }
+                (8, 128) => { type $F = __n::Q8G128; $body }
+                (bits, group) => Err($crate::KernelError::UnknownFormat(format!(
+                    "q{bits}g{group} is not a native format (bits 2, 3, 4, 8; groups 16, 32, 64, 128)"
+                ))),
+            },
+        }
+    }};
+}
