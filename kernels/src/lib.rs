@@ -20,31 +20,103 @@ macro_rules! with_format {
     ($format:expr, $F:ident => $body:expr) => {{
         use $crate::formats::{Format as __Format, NativeFormat as __Native, gguf as __g, native as __n};
         match $format {
-            __Format::Q4_0 => { type $F = __g::Q4_0; $body }
-            __Format::Q4_1 => { type $F = __g::Q4_1; $body }
-            __Format::Q5_0 => { type $F = __g::Q5_0; $body }
-            __Format::Q5_1 => { type $F = __g::Q5_1; $body }
-            __Format::Q8_0 => { type $F = __g::Q8_0; $body }
-            __Format::Q4K => { type $F = __g::Q4K; $body }
-            __Format::Q5K => { type $F = __g::Q5K; $body }
-            __Format::Q6K => { type $F = __g::Q6K; $body }
+            __Format::Q4_0 => {
+                type $F = __g::Q4_0;
+                $body
+            }
+            __Format::Q4_1 => {
+                type $F = __g::Q4_1;
+                $body
+            }
+            __Format::Q5_0 => {
+                type $F = __g::Q5_0;
+                $body
+            }
+            __Format::Q5_1 => {
+                type $F = __g::Q5_1;
+                $body
+            }
+            __Format::Q8_0 => {
+                type $F = __g::Q8_0;
+                $body
+            }
+            __Format::Q4K => {
+                type $F = __g::Q4K;
+                $body
+            }
+            __Format::Q5K => {
+                type $F = __g::Q5K;
+                $body
+            }
+            __Format::Q6K => {
+                type $F = __g::Q6K;
+                $body
+            }
             __Format::Native(__Native { bits, group }) => match (bits, group) {
-                (2, 16) => { type $F = __n::Q2G16; $body }
-                (2, 32) => { type $F = __n::Q2G32; $body }
-                (2, 64) => { type $F = __n::Q2G64; $body }
-                (2, 128) => { type $F = __n::Q2G128; $body }
-                (3, 16) => { type $F = __n::Q3G16; $body }
-                (3, 32) => { type $F = __n::Q3G32; $body }
-                (3, 64) => { type $F = __n::Q3G64; $body }
-                (3, 128) => { type $F = __n::Q3G128; $body }
-                (4, 16) => { type $F = __n::Q4G16; $body }
-                (4, 32) => { type $F = __n::Q4G32; $body }
-                (4, 64) => { type $F = __n::Q4G64; $body }
-                (4, 128) => { type $F = __n::Q4G128; $body }
-                (8, 16) => { type $F = __n::Q8G16; $body }
-                (8, 32) => { type $F = __n::Q8G32; $body }
-                (8, 64) => { type $F = __n::Q8G64; $body }
-                (8, 128) => { type $F = __n::Q8G128; $body }
+                (2, 16) => {
+                    type $F = __n::Q2G16;
+                    $body
+                }
+                (2, 32) => {
+                    type $F = __n::Q2G32;
+                    $body
+                }
+                (2, 64) => {
+                    type $F = __n::Q2G64;
+                    $body
+                }
+                (2, 128) => {
+                    type $F = __n::Q2G128;
+                    $body
+                }
+                (3, 16) => {
+                    type $F = __n::Q3G16;
+                    $body
+                }
+                (3, 32) => {
+                    type $F = __n::Q3G32;
+                    $body
+                }
+                (3, 64) => {
+                    type $F = __n::Q3G64;
+                    $body
+                }
+                (3, 128) => {
+                    type $F = __n::Q3G128;
+                    $body
+                }
+                (4, 16) => {
+                    type $F = __n::Q4G16;
+                    $body
+                }
+                (4, 32) => {
+                    type $F = __n::Q4G32;
+                    $body
+                }
+                (4, 64) => {
+                    type $F = __n::Q4G64;
+                    $body
+                }
+                (4, 128) => {
+                    type $F = __n::Q4G128;
+                    $body
+                }
+                (8, 16) => {
+                    type $F = __n::Q8G16;
+                    $body
+                }
+                (8, 32) => {
+                    type $F = __n::Q8G32;
+                    $body
+                }
+                (8, 64) => {
+                    type $F = __n::Q8G64;
+                    $body
+                }
+                (8, 128) => {
+                    type $F = __n::Q8G128;
+                    $body
+                }
                 (bits, group) => Err($crate::KernelError::UnknownFormat(format!(
                     "q{bits}g{group} is not a native format (bits 2, 3, 4, 8; groups 16, 32, 64, 128)"
                 ))),

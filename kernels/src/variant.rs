@@ -166,11 +166,8 @@ impl FromStr for VariantKey {
         let [format, rows, cols, sparsity, activation, isa] = parts[..] else {
             return Err(bad());
         };
-        let number = |p: &str, prefix: char| {
-            p.strip_prefix(prefix)
-                .and_then(|n| n.parse::<usize>().ok())
-                .ok_or_else(bad)
-        };
+        let number =
+            |p: &str, prefix: char| p.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok()).ok_or_else(bad);
         Ok(VariantKey {
             format: format.parse()?,
             tile_rows: number(rows, 'r')?,

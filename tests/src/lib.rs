@@ -15,14 +15,8 @@ pub fn shared_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("ASDSL_REQUIRE_SHARED").as_deref() == Ok("1") {
-        panic!(
-            "ASDSL_REQUIRE_SHARED=1 but the shared fixtures are missing at {}",
-            dir.display()
-        );
+        panic!("ASDSL_REQUIRE_SHARED=1 but the shared fixtures are missing at {}", dir.display());
     }
-    eprintln!(
-        "skipping: shared fixtures not found at {} (set ASDSL_SHARED)",
-        dir.display()
-    );
+    eprintln!("skipping: shared fixtures not found at {} (set ASDSL_SHARED)", dir.display());
     None
 }

@@ -146,9 +146,7 @@ impl Format {
 
     /// The format of a ggml type id, if the kernels run it.
     pub fn from_ggml_type(id: u32) -> Option<Format> {
-        Format::all()
-            .into_iter()
-            .find(|f| f.ggml_type() == Some(id))
+        Format::all().into_iter().find(|f| f.ggml_type() == Some(id))
     }
 
     /// Bytes taken by `rows` rows of `cols` weights; `cols` must be a
@@ -200,11 +198,7 @@ impl FromStr for Format {
         }
         Err(KernelError::UnknownFormat(format!(
             "unknown weight format `{s}` (known: {})",
-            Format::all()
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+            Format::all().iter().map(|f| f.to_string()).collect::<Vec<_>>().join(", ")
         )))
     }
 }
@@ -253,36 +247,18 @@ pub trait Quantize: BlockFormat {
 
 /// Dequantizes a whole row (or several) of blocks.
 pub fn dequantize_blocks<F: BlockFormat>(bytes: &[u8], out: &mut [f32]) {
-    assert_eq!(
-        bytes.len() % F::BLOCK_BYTES,
-        0,
-        "not a whole number of blocks"
-    );
-    assert_eq!(
-        bytes.len() / F::BLOCK_BYTES * F::BLOCK_LEN,
-        out.len(),
-        "output length"
-    );
-    for (block, out) in bytes
-        .chunks_exact(F::BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(F::BLOCK_LEN))
-    {
+    assert_eq!(bytes.len() % F::BLOCK_BYTES, 0, "not a whole number of blocks");
+    assert_eq!(bytes.len() / F::BLOCK_BYTES * F::BLOCK_LEN, out.len(), "output length");
+    for (block, out) in bytes.chunks_exact(F::BLOCK_BYTES).zip(out.chunks_exact_mut(F::BLOCK_LEN)) {
         F::dequantize(block, out);
     }
 }
 
 /// Quantizes weights (a whole number of blocks) into block bytes.
 pub fn quantize_blocks<F: Quantize>(weights: &[f32]) -> Vec<u8> {
-    assert_eq!(
-        weights.len() % F::BLOCK_LEN,
-        0,
-        "not a whole number of blocks"
-    );
+    assert_eq!(weights.len() % F::BLOCK_LEN, 0, "not a whole number of blocks");
     let mut bytes = vec![0u8; weights.len() / F::BLOCK_LEN * F::BLOCK_BYTES];
-    for (w, block) in weights
-        .chunks_exact(F::BLOCK_LEN)
-        .zip(bytes.chunks_exact_mut(F::BLOCK_BYTES))
-    {
+    for (w, block) in weights.chunks_exact(F::BLOCK_LEN).zip(bytes.chunks_exact_mut(F::BLOCK_BYTES)) {
         F::quantize(w, block);
     }
     bytes

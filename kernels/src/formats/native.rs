@@ -47,10 +47,7 @@ native_aliases! {
 }
 
 impl<const BITS: u8, const GROUP: usize> BlockFormat for Native<BITS, GROUP> {
-    const FORMAT: Format = Format::Native(NativeFormat {
-        bits: BITS,
-        group: GROUP as u16,
-    });
+    const FORMAT: Format = Format::Native(NativeFormat { bits: BITS, group: GROUP as u16 });
     const BLOCK_LEN: usize = GROUP;
     const BLOCK_BYTES: usize = header_bytes() + GROUP * BITS as usize / 8;
     const CODE_BITS: u32 = BITS as u32;
@@ -105,25 +102,13 @@ impl<const BITS: u8, const GROUP: usize> Native<BITS, GROUP> {
 /// Largest finite f16.
 const F16_MAX: f32 = 65504.0;
 
-fn quantize_native<const BITS: u8, const GROUP: usize>(
-    weights: &[f32],
-    block: &mut [u8],
-    options: NativeQuantizer,
-) {
+fn quantize_native<const BITS: u8, const GROUP: usize>(weights: &[f32], block: &mut [u8], options: NativeQuantizer) {
     let x = &weights[..GROUP];
     let finite = |v: f32| {
-        if v.is_finite() {
-            v.clamp(-F16_MAX, F16_MAX)
-        } else {
-            0.0
-        }
+        if v.is_finite() { v.clamp(-F16_MAX, F16_MAX) } else { 0.0 }
     };
     let lo = x.iter().copied().map(finite).fold(f32::INFINITY, f32::min);
-    let hi = x
-        .iter()
-        .copied()
-        .map(finite)
-        .fold(f32::NEG_INFINITY, f32::max);
+    let hi = x.iter().copied().map(finite).fold(f32::NEG_INFINITY, f32::max);
     let mut codes = [0u8; 128];
     let mut best = encode_range::<BITS>(x, lo, hi, &mut codes[..GROUP], block);
     if options.clip_search && hi > lo {
@@ -147,22 +132,12 @@ fn quantize_native<const BITS: u8, const GROUP: usize>(
         }
         encode_range::<BITS>(x, best_lo, best_hi, &mut codes[..GROUP], block);
     }
-    pack_codes(
-        BITS,
-        &codes[..GROUP],
-        &mut block[4..4 + GROUP * BITS as usize / 8],
-    );
+    pack_codes(BITS, &codes[..GROUP], &mut block[4..4 + GROUP * BITS as usize / 8]);
 }
 
 /// Encodes `x` over the range `[lo, hi]`: writes the f16 header into
 /// `header[..4]` and the codes, and returns the squared error.
-fn encode_range<const BITS: u8>(
-    x: &[f32],
-    lo: f32,
-    hi: f32,
-    codes: &mut [u8],
-    header: &mut [u8],
-) -> f32 {
+fn encode_range<const BITS: u8>(x: &[f32], lo: f32, hi: f32, codes: &mut [u8], header: &mut [u8]) -> f32 {
     let levels = ((1u32 << BITS) - 1) as f32;
     let d = put_f16(header, 0, ((hi - lo) / levels).min(F16_MAX));
     let m = put_f16(header, 2, lo);

@@ -36,20 +36,14 @@ pub fn gemv<F: BlockFormat>(
         )));
     }
     if x.len() != cols * columns {
-        return Err(KernelError::Shape(format!(
-            "input has {} floats, expected {columns}x{cols}",
-            x.len()
-        )));
+        return Err(KernelError::Shape(format!("input has {} floats, expected {columns}x{cols}", x.len())));
     }
     let mut y = vec![0.0f64; rows * columns];
     let mut magnitude = vec![0.0f64; rows * columns];
     let mut row = vec![0.0f32; cols];
     for r in 0..rows {
         let bytes = &weights[r * row_bytes..(r + 1) * row_bytes];
-        for (block, out) in bytes
-            .chunks_exact(F::BLOCK_BYTES)
-            .zip(row.chunks_exact_mut(F::BLOCK_LEN))
-        {
+        for (block, out) in bytes.chunks_exact(F::BLOCK_BYTES).zip(row.chunks_exact_mut(F::BLOCK_LEN)) {
             F::dequantize(block, out);
         }
         for c in 0..columns {
