@@ -1,4 +1,62 @@
-//! The `asdsl` binary (stub).
-fn main() {
-    println!("asdsl");
+//! The `asdsl` command-line tool.
+//!
+//! Commands live in [`commands`], one module each; this file is the clap root
+//! and the dispatch. Errors are reported with their whole chain of context and
+//! a non-zero exit code.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Quantized GEMV kernels for LLM decoding on CPUs, tuned on your machine.
+#[derive(Debug, Parser)]
+#[command(name = "asdsl", version, propagate_version = true)]
+#[command(long_about = "Quantized GEMV kernels for LLM decoding on CPUs, tuned on your machine.\n\n\
+    Decode speed is the speed of the quantized matrix-vector product. asdsl generates many \
+    GEMV variants at build time, measures them on this machine and runs every matrix of a \
+    model with the best one.\n\n\
+    Environment: ASDSL_FORCE_ISA=scalar|avx2|avx512 caps the instruction set the kernels may \
+    use (for testing and comparison).")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the CPU, its ISA features, cores, caches, the kernel ISA in use and the registry.
+    #[command(long_about = commands::info::LONG_ABOUT)]
+    Info(commands::info::InfoArgs),
+    /// Measure memory read bandwidth (DRAM, L3, L2) and the GEMV speed ceiling it allows.
+    #[command(long_about = commands::roofline::LONG_ABOUT, after_help = commands::roofline::AFTER_HELP)]
+    Roofline(commands::roofline::RooflineArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => commands::info::run(&args),
+        Command::Roofline(args) => commands::roofline::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

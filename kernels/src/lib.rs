@@ -5,9 +5,16 @@
 //!   reference GEMV that is the oracle for every variant.
 //! - [`registry`]: every generated kernel variant, with a descriptor.
 
+pub mod cpu;
 pub mod error;
 pub mod formats;
+pub mod input;
+pub mod isa;
 pub mod kernel;
+pub mod pack;
+pub mod registry;
+pub mod roofline;
+pub mod run;
 pub mod variant;
 
 pub use error::KernelError;

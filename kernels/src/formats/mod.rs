@@ -153,7 +153,7 @@ impl Format {
     /// multiple of the block length.
     pub fn row_bytes(self, cols: usize) -> Result<usize, KernelError> {
         let info = self.info();
-        if cols % info.block_len != 0 {
+        if !cols.is_multiple_of(info.block_len) {
             return Err(KernelError::Shape(format!(
                 "{self}: a row of {cols} weights is not a whole number of {}-weight blocks",
                 info.block_len

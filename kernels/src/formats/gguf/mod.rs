@@ -4,7 +4,14 @@
 //! Each format is a zero-sized marker implementing
 //! [`BlockFormat`](super::BlockFormat), with a `#[repr(C)]` block struct
 //! whose size is asserted at compile time to match ggml.
+//!
+//! Every format also implements [`Quantize`](super::Quantize) as an exact
+//! port of ggml's `quantize_row_*_ref` (the quantizers without importance
+//! matrix), and its `dequantize` repeats ggml's `dequantize_row_*` float
+//! for float. `tests/gguf_formats.rs` holds both bit-exact to gguf-py (the
+//! `gguf` package on PyPI) and, for the K quantizers, to ggml itself.
 
+mod k_quants;
 mod q4_0;
 mod q4_1;
 mod q4_k;
@@ -30,9 +37,16 @@ pub const QK_K: usize = 256;
 /// Bytes of the packed 6-bit scales and mins of Q4_K and Q5_K (`K_SCALE_SIZE`).
 pub const K_SCALE_SIZE: usize = 12;
 
-/// ggml's `nearest_int`: round half away from zero... exactly as
-/// `roundf`, for the values the quantizers produce.
+/// ggml's `nearest_int`, bit for bit: adds `1.5 * 2^23` and reads the low
+/// mantissa bits, which rounds half to even for `|v| <= 4194303` (the only
+/// range ggml calls it with meaningfully). Outside that range (and for
+/// non-finite `v`) it returns the same deterministic garbage as ggml, which
+/// every caller then clamps, so the port stays byte-identical there too.
+///
+/// Not `f32::round`: that is C's `roundf` (half away from zero), which ggml
+/// uses only for Q8_0.
 #[inline(always)]
 pub(crate) fn nearest_int(v: f32) -> i32 {
-    v.round() as i32
+    let bits = (v + 12_582_912.0f32).to_bits() as i32;
+    (bits & 0x007F_FFFF) - 0x0040_0000
 }

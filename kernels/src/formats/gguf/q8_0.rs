@@ -4,7 +4,7 @@
 
 use half::f16;
 
-use super::{QK, nearest_int};
+use super::QK;
 use crate::formats::{BlockFormat, Format, Quantize, f16_at, put_f16};
 
 /// ggml's `block_q8_0`.
@@ -65,7 +65,8 @@ impl Quantize for Q8_0 {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         put_f16(block, 0, d);
         for j in 0..QK {
-            block[2 + j] = nearest_int(x[j] * id) as i8 as u8;
+            // `roundf`: half away from zero (not ggml's `nearest_int`).
+            block[2 + j] = (x[j] * id).round() as i8 as u8;
         }
     }
 }

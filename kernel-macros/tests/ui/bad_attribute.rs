@@ -1,0 +1,19 @@
+kernel_macros::variant_space! {
+    pub static VARIANTS: [crate::variant::Variant];
+    body: crate::kernel::body;
+    args: crate::kernel::KernelArgs;
+    format_trait: crate::formats::BlockFormat;
+    formats: [#[inline] q4_0 => crate::formats::Q4_0];
+    tile_rows: [1, 2];
+    columns: [1];
+    sparsity: [dense => crate::kernel::Dense];
+    activation: [f32 => crate::kernel::F32Path];
+    isa: [scalar => crate::isa::Scalar];
+    prune: [
+        /// Scalar code has no registers to tile rows across.
+        #[cfg(target_arch = "x86_64")]
+        isa = scalar, tile_rows != 1;
+    ];
+}
+
+fn main() {}

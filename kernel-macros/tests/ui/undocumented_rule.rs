@@ -1,0 +1,21 @@
+kernel_macros::variant_space! {
+    pub static VARIANTS: [crate::variant::Variant];
+    body: crate::kernel::body;
+    args: crate::kernel::KernelArgs;
+    format_trait: crate::formats::BlockFormat;
+    formats: [q4_0 => crate::formats::Q4_0];
+    tile_rows: [1, 2];
+    columns: [1, 4];
+    sparsity: [dense => crate::kernel::Dense, colsparse => crate::kernel::ColSparse];
+    activation: [f32 => crate::kernel::F32Path];
+    isa: [scalar => crate::isa::Scalar];
+    prune: [
+        /// The column-major layout has no row tiles.
+        sparsity = colsparse, tile_rows != 1;
+        sparsity = colsparse, columns != 1;   // a plain comment is not a doc comment
+        ///
+        isa = scalar, columns = 4;
+    ];
+}
+
+fn main() {}

@@ -1,0 +1,448 @@
+//! AVX-512 drivers (F/BW/VL/DQ; VNNI where the dot product says so).
+//!
+//! Dense: a 512-bit vector holds one step of four slots; lanes `4j..4j+4`
+//! belong to slot `j`, whose row is fixed for the whole tile, so the
+//! accumulators need no shuffling until the end of the tile.
+
+use std::arch::x86_64::*;
+
+use std::marker::PhantomData;
+
+use super::{StepKernel, StepScales, slot_half_ints, slot_half_values, slot_ints, slot_values, walk_tile, write_rows};
+use crate::kernel::{KernelArgs, KernelFormat};
+
+/// An int8 dot product: `acc[l] += sum_{i<4} codes[4l+i] * x[4l+i]`, codes
+/// unsigned, activations signed.
+pub(crate) trait Dot512 {
+    /// # Safety
+    /// The CPU has the instructions of the implementation.
+    unsafe fn dot<const WIDE: bool>(acc: __m512i, codes: __m512i, x: __m512i) -> __m512i;
+}
+
+/// `vpdpbusd` (AVX-512 VNNI).
+#[derive(Debug)]
+pub(crate) struct VnniDot;
+/// `vpmaddubsw` + `vpmaddwd` (AVX-512 BW); 8-bit codes widen to 16 bits
+/// first, because `vpmaddubsw` would saturate.
+#[derive(Debug)]
+pub(crate) struct MaddDot;
+
+impl Dot512 for VnniDot {
+    #[inline(always)]
+    unsafe fn dot<const WIDE: bool>(acc: __m512i, codes: __m512i, x: __m512i) -> __m512i {
+        // SAFETY: the caller guarantees AVX-512 VNNI.
+        unsafe { _mm512_dpbusd_epi32(acc, codes, x) }
+    }
+}
+
+impl Dot512 for MaddDot {
+    #[inline(always)]
+    unsafe fn dot<const WIDE: bool>(acc: __m512i, codes: __m512i, x: __m512i) -> __m512i {
+        // SAFETY: the caller guarantees AVX-512 BW.
+        unsafe {
+            if !WIDE {
+                // Codes below 128: pairs of products fit in i16.
+                let pairs = _mm512_maddubs_epi16(codes, x);
+                _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)))
+            } else {
+                let c0 = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(codes));
+                let c1 = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(codes));
+                let x0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(x));
+                let x1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64::<1>(x));
+                // m0: slots 0 and 1 (8 lanes each), m1: slots 2 and 3.
+                let (m0, m1) = (_mm512_madd_epi16(c0, x0), _mm512_madd_epi16(c1, x1));
+                let a = _mm512_shuffle_i32x4::<0b10_00_10_00>(m0, m1);
+                let b = _mm512_shuffle_i32x4::<0b11_01_11_01>(m0, m1);
+                _mm512_add_epi32(acc, _mm512_add_epi32(a, b))
+            }
+        }
+    }
+}
+
+/// Loads `bytes` (a multiple of 16, at most 64) bytes, zero-extended.
+#[inline(always)]
+unsafe fn load_bytes<const FULL: bool>(p: *const u8, bytes: usize) -> __m512i {
+    // SAFETY: the caller guarantees `bytes` readable bytes at `p`.
+    unsafe {
+        if FULL { _mm512_loadu_si512(p.cast()) } else { _mm512_maskz_loadu_epi8(u64::MAX >> (64 - bytes), p.cast()) }
+    }
+}
+
+/// Two-bit fields: byte `16j + i` = bits `2j..2j+2` of `plane[i]` (16 bytes).
+#[inline(always)]
+unsafe fn crumbs(plane: *const u8) -> __m512i {
+    // SAFETY: the caller guarantees 16 readable bytes.
+    unsafe {
+        let v = _mm512_broadcast_i32x4(_mm_loadu_si128(plane.cast()));
+        let shift = _mm512_set_epi32(6, 6, 6, 6, 4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0);
+        _mm512_and_si512(_mm512_srlv_epi32(v, shift), _mm512_set1_epi8(3))
+    }
+}
+
+/// One bit per byte: byte `k` = `value` where bit `k` of the u64 at `plane`.
+#[inline(always)]
+unsafe fn bits(plane: *const u8, value: i8) -> __m512i {
+    // SAFETY: the caller guarantees 8 readable bytes.
+    unsafe {
+        let mask = plane.cast::<u64>().read_unaligned();
+        _mm512_maskz_mov_epi8(mask, _mm512_set1_epi8(value))
+    }
+}
+
+/// The nibble plane of a step: (low nibbles, high nibbles).
+#[inline(always)]
+unsafe fn nibbles<const FULL: bool>(p: *const u8, slots: usize) -> (__m512i, __m512i) {
+    // SAFETY: the caller guarantees `16 * slots` readable bytes.
+    unsafe {
+        let v = load_bytes::<FULL>(p, 16 * slots);
+        let low = _mm512_set1_epi8(0x0F);
+        (_mm512_and_si512(v, low), _mm512_and_si512(_mm512_srli_epi16::<4>(v), low))
+    }
+}
+
+/// Unpacks the codes of one step: (lo, hi), byte `16j + i` = code `i`
+/// (lo) or `16 + i` (hi) of slot `j`. `slots` real slots; the rest are zero.
+#[inline(always)]
+unsafe fn unpack<const FULL: bool>(bits_per_code: u32, p: *const u8, slots: usize) -> (__m512i, __m512i) {
+    // SAFETY: the caller guarantees the step's code bytes at `p`.
+    unsafe {
+        match bits_per_code {
+            2 => (crumbs(p), crumbs(p.add(16))),
+            3 => {
+                let (lo, hi) = (crumbs(p), crumbs(p.add(16)));
+                (_mm512_or_si512(lo, bits(p.add(32), 4)), _mm512_or_si512(hi, bits(p.add(40), 4)))
+            }
+            4 => nibbles::<FULL>(p, slots),
+            5 => {
+                let (lo, hi) = nibbles::<FULL>(p, slots);
+                let b = p.add(16 * slots);
+                (_mm512_or_si512(lo, bits(b, 16)), _mm512_or_si512(hi, bits(b.add(8), 16)))
+            }
+            6 => {
+                let (lo, hi) = nibbles::<FULL>(p, slots);
+                let c = p.add(16 * slots);
+                let (clo, chi) = (_mm512_slli_epi16::<4>(crumbs(c)), _mm512_slli_epi16::<4>(crumbs(c.add(16))));
+                (_mm512_or_si512(lo, clo), _mm512_or_si512(hi, chi))
+            }
+            _ => (load_bytes::<FULL>(p, 16 * slots), load_bytes::<FULL>(p.add(16 * slots), 16 * slots)),
+        }
+    }
+}
+
+/// The int8 activations of the four slots of the step starting at slot `g`:
+/// (lo, hi), matching the layout of [`unpack`].
+#[inline(always)]
+unsafe fn activations<const R: usize>(q: *const i8, g: usize) -> (__m512i, __m512i) {
+    // SAFETY: the caller guarantees `q` is readable 128 bytes past the
+    // step's first sub-block (the input's zero tail).
+    unsafe {
+        match R {
+            1 => {
+                let (a, b) = (_mm512_loadu_si512(q.add(32 * g).cast()), _mm512_loadu_si512(q.add(32 * g + 64).cast()));
+                let lo = _mm512_permutex2var_epi64(a, _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0), b);
+                let hi = _mm512_permutex2var_epi64(a, _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2), b);
+                (lo, hi)
+            }
+            2 => {
+                let a = _mm512_loadu_si512(q.add(32 * (g / 2)).cast());
+                (_mm512_shuffle_i64x2::<0b10_10_00_00>(a, a), _mm512_shuffle_i64x2::<0b11_11_01_01>(a, a))
+            }
+            _ => {
+                let at = q.add(32 * (g / R));
+                (
+                    _mm512_broadcast_i32x4(_mm_loadu_si128(at.cast())),
+                    _mm512_broadcast_i32x4(_mm_loadu_si128(at.add(16).cast())),
+                )
+            }
+        }
+    }
+}
+
+/// Repeats each of four lanes four times.
+#[inline(always)]
+unsafe fn expand(v: __m128) -> __m512 {
+    // SAFETY: AVX-512 F, guaranteed by the caller.
+    unsafe {
+        let idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+        _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v))
+    }
+}
+
+/// Accumulator groups: a tile of 8 rows alternates two groups of 4.
+const GROUPS: usize = 2;
+
+const fn groups(r: usize) -> usize {
+    if r > 4 { r / 4 } else { 1 }
+}
+
+/// Dense, int8 activations.
+///
+/// # Safety
+/// The [`KernelArgs`] contract, with AVX-512 (and VNNI for [`VnniDot`]).
+#[inline(always)]
+pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const R: usize, const C: usize>(args: &KernelArgs<'_>) {
+    let columns = args.input.columns();
+    for tile in args.tiles.clone() {
+        let mut c0 = 0;
+        // Columns in groups of C; the remainder one at a time.
+        while c0 < columns {
+            // SAFETY: forwarded contract; the column group is in range.
+            unsafe {
+                if columns - c0 >= C {
+                    Q8Tile::<F, D, R, C>::run(args, tile, c0);
+                    c0 += C;
+                } else {
+                    Q8Tile::<F, D, R, 1>::run(args, tile, c0);
+                    c0 += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The accumulators of one tile and column group of the int8 path.
+struct Q8Tile<F, D, const R: usize, const C: usize> {
+    q: [*const i8; C],
+    d: [*const f32; C],
+    sums: [*const f32; C],
+    isums: [*const i32; C],
+    acc: [[__m512; C]; GROUPS],
+    macc: [[__m128; C]; GROUPS],
+    _types: PhantomData<(F, D)>,
+}
+
+impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> Q8Tile<F, D, R, C> {
+    /// Computes one tile for columns `c0..c0 + C` and writes its outputs.
+    #[inline(always)]
+    unsafe fn run(args: &KernelArgs<'_>, tile: usize, c0: usize) {
+        let (m, input) = (args.matrix, args.input);
+        // SAFETY: zeroing vectors needs only AVX-512 F, which the caller guarantees.
+        let (acc, macc) = unsafe { ([[_mm512_setzero_ps(); C]; GROUPS], [[_mm_setzero_ps(); C]; GROUPS]) };
+        let mut t = Q8Tile::<F, D, R, C> {
+            q: [std::ptr::null(); C],
+            d: [std::ptr::null(); C],
+            sums: [std::ptr::null(); C],
+            isums: [std::ptr::null(); C],
+            acc,
+            macc,
+            _types: PhantomData,
+        };
+        for c in 0..C {
+            t.q[c] = input.q(c0 + c).as_ptr();
+            t.d[c] = input.d(c0 + c).as_ptr();
+            t.sums[c] = if F::SPLIT { input.qsum16(c0 + c) } else { input.qsum32(c0 + c) }.as_ptr();
+            t.isums[c] = if F::SPLIT { input.isum16(c0 + c) } else { input.isum32(c0 + c) }.as_ptr();
+        }
+        // SAFETY: the tile lies within the packed data (the layout's
+        // invariant); AVX-512 is guaranteed by the caller.
+        unsafe {
+            walk_tile::<F, R, _>(m.data().as_ptr().add(tile * m.tile_bytes()), m.padded_cols() / 32, &mut t);
+            finish::<R, C>(args, tile, c0, &t.acc, &t.macc);
+        }
+    }
+}
+
+impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> StepKernel for Q8Tile<F, D, R, C> {
+    #[inline(always)]
+    unsafe fn step(&mut self, p: *const u8, g: usize, slots: usize, sc: StepScales) {
+        // SAFETY: the step's codes are at `p`; the input columns are padded
+        // for every read below; AVX-512 is guaranteed by the caller.
+        unsafe {
+            let a = (g / 4) % groups(R);
+            let (lo, hi) =
+                if slots == 4 { unpack::<true>(F::CODE_BITS, p, 4) } else { unpack::<false>(F::CODE_BITS, p, slots) };
+            for c in 0..C {
+                let (xlo, xhi) = activations::<R>(self.q[c], g);
+                let dx = slot_values::<R>(self.d[c], g);
+                let acc = &mut self.acc[a][c];
+                if F::SPLIT {
+                    let (zlo, zhi) = match F::OFFSET {
+                        Some(o) => {
+                            let (ilo, ihi) = slot_half_ints::<R>(self.isums[c], g);
+                            (offset_lanes(o, ilo), offset_lanes(o, ihi))
+                        }
+                        None => (_mm512_setzero_si512(), _mm512_setzero_si512()),
+                    };
+                    let (ilo, ihi) = (dot::<F, D>(zlo, lo, xlo), dot::<F, D>(zhi, hi, xhi));
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ilo), expand(_mm_mul_ps(sc.s_lo, dx)), *acc);
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ihi), expand(_mm_mul_ps(sc.s_hi, dx)), *acc);
+                    if F::OFFSET.is_none() {
+                        let (qlo, qhi) = slot_half_values::<R>(self.sums[c], g);
+                        self.macc[a][c] = _mm_fmadd_ps(sc.m_lo, qlo, self.macc[a][c]);
+                        self.macc[a][c] = _mm_fmadd_ps(sc.m_hi, qhi, self.macc[a][c]);
+                    }
+                } else {
+                    let z = match F::OFFSET {
+                        Some(o) => offset_lanes(o, slot_ints::<R>(self.isums[c], g)),
+                        None => _mm512_setzero_si512(),
+                    };
+                    let i = dot::<F, D>(dot::<F, D>(z, lo, xlo), hi, xhi);
+                    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), expand(_mm_mul_ps(sc.s_lo, dx)), *acc);
+                    if F::OFFSET.is_none() {
+                        self.macc[a][c] = _mm_fmadd_ps(sc.m_lo, slot_values::<R>(self.sums[c], g), self.macc[a][c]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The dot product for `F`'s code width.
+#[inline(always)]
+unsafe fn dot<F: KernelFormat, D: Dot512>(acc: __m512i, codes: __m512i, x: __m512i) -> __m512i {
+    // SAFETY: forwarded from the caller.
+    unsafe { if F::CODE_BITS == 8 { D::dot::<true>(acc, codes, x) } else { D::dot::<false>(acc, codes, x) } }
+}
+
+/// `-offset * sums[j]` in lane `4j` of each slot, zero elsewhere: the
+/// starting value of an integer accumulator that subtracts a symmetric
+/// format's offset exactly.
+#[inline(always)]
+unsafe fn offset_lanes(offset: i32, sums: __m128i) -> __m512i {
+    // SAFETY: AVX-512 F, guaranteed by the caller.
+    unsafe {
+        let v = _mm_mullo_epi32(sums, _mm_set1_epi32(-offset));
+        let idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+        _mm512_maskz_permutexvar_epi32(0x1111, idx, _mm512_castsi128_si512(v))
+    }
+}
+
+/// Sums each row's lanes and writes the tile's outputs.
+#[inline(always)]
+unsafe fn finish<const R: usize, const C: usize>(
+    args: &KernelArgs<'_>,
+    tile: usize,
+    c0: usize,
+    acc: &[[__m512; C]; GROUPS],
+    macc: &[[__m128; C]; GROUPS],
+) {
+    for c in 0..C {
+        let mut sums = [0.0f32; 8];
+        for a in 0..groups(R) {
+            let mut lanes = [0.0f32; 16];
+            let mut mins = [0.0f32; 4];
+            // SAFETY: plain stores of vectors into arrays of their size.
+            unsafe {
+                _mm512_storeu_ps(lanes.as_mut_ptr(), acc[a][c]);
+                _mm_storeu_ps(mins.as_mut_ptr(), macc[a][c]);
+            }
+            for j in 0..4 {
+                let row = (4 * a + j) % R;
+                sums[row] += lanes[4 * j..4 * j + 4].iter().sum::<f32>() + mins[j];
+            }
+        }
+        write_rows::<R>(args, tile, c0 + c, &sums);
+    }
+}
+
+/// Dense, f32 activations: codes become floats and meet the f32 input.
+///
+/// # Safety
+/// The [`KernelArgs`] contract, with AVX-512.
+#[inline(always)]
+pub(crate) unsafe fn dense_f32<F: KernelFormat, const R: usize, const C: usize>(args: &KernelArgs<'_>) {
+    let columns = args.input.columns();
+    for tile in args.tiles.clone() {
+        let mut c0 = 0;
+        // Columns in groups of C; the remainder one at a time.
+        while c0 < columns {
+            // SAFETY: forwarded contract; the column group is in range.
+            unsafe {
+                if columns - c0 >= C {
+                    F32Tile::<F, R, C>::run(args, tile, c0);
+                    c0 += C;
+                } else {
+                    F32Tile::<F, R, 1>::run(args, tile, c0);
+                    c0 += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The accumulators of one tile and column group of the f32 path: one
+/// vector per row (lanes are weights).
+struct F32Tile<F, const R: usize, const C: usize> {
+    x: [*const f32; C],
+    acc: [[__m512; C]; 8],
+    _format: PhantomData<F>,
+}
+
+impl<F: KernelFormat, const R: usize, const C: usize> F32Tile<F, R, C> {
+    #[inline(always)]
+    unsafe fn run(args: &KernelArgs<'_>, tile: usize, c0: usize) {
+        let (m, input) = (args.matrix, args.input);
+        // SAFETY: AVX-512 F, guaranteed by the caller.
+        let acc = unsafe { [[_mm512_setzero_ps(); C]; 8] };
+        let mut t = F32Tile::<F, R, C> { x: [std::ptr::null(); C], acc, _format: PhantomData };
+        for c in 0..C {
+            t.x[c] = input.x(c0 + c).as_ptr();
+        }
+        // SAFETY: as in `Q8Tile::run`.
+        unsafe {
+            walk_tile::<F, R, _>(m.data().as_ptr().add(tile * m.tile_bytes()), m.padded_cols() / 32, &mut t);
+            for c in 0..C {
+                let mut sums = [0.0f32; 8];
+                for (r, s) in sums.iter_mut().enumerate().take(R) {
+                    *s = _mm512_reduce_add_ps(t.acc[r][c]);
+                }
+                write_rows::<R>(args, tile, c0 + c, &sums);
+            }
+        }
+    }
+}
+
+impl<F: KernelFormat, const R: usize, const C: usize> StepKernel for F32Tile<F, R, C> {
+    #[inline(always)]
+    unsafe fn step(&mut self, p: *const u8, g: usize, slots: usize, sc: StepScales) {
+        // SAFETY: as in `Q8Tile::step`.
+        unsafe {
+            let (lo, hi) =
+                if slots == 4 { unpack::<true>(F::CODE_BITS, p, 4) } else { unpack::<false>(F::CODE_BITS, p, slots) };
+            let lanes_lo = [
+                _mm512_castsi512_si128(lo),
+                _mm512_extracti32x4_epi32::<1>(lo),
+                _mm512_extracti32x4_epi32::<2>(lo),
+                _mm512_extracti32x4_epi32::<3>(lo),
+            ];
+            let lanes_hi = [
+                _mm512_castsi512_si128(hi),
+                _mm512_extracti32x4_epi32::<1>(hi),
+                _mm512_extracti32x4_epi32::<2>(hi),
+                _mm512_extracti32x4_epi32::<3>(hi),
+            ];
+            let (s_lo, m_lo, s_hi, m_hi) = (expand(sc.s_lo), expand(sc.m_lo), expand(sc.s_hi), expand(sc.m_hi));
+            for j in 0..slots {
+                let (row, sub) = ((g + j) % R, (g + j) / R);
+                // Each weight exactly as `dequantize` makes it: scale * code + min.
+                let pick = _mm512_set1_epi32(4 * j as i32);
+                let w_lo = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lanes_lo[j])),
+                    _mm512_permutexvar_ps(pick, s_lo),
+                    _mm512_permutexvar_ps(pick, m_lo),
+                );
+                let w_hi = _mm512_fmadd_ps(
+                    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lanes_hi[j])),
+                    _mm512_permutexvar_ps(pick, s_hi),
+                    _mm512_permutexvar_ps(pick, m_hi),
+                );
+                for c in 0..C {
+                    let xs = self.x[c].add(32 * sub);
+                    let acc = &mut self.acc[row][c];
+                    *acc = _mm512_fmadd_ps(w_lo, _mm512_loadu_ps(xs), *acc);
+                    *acc = _mm512_fmadd_ps(w_hi, _mm512_loadu_ps(xs.add(16)), *acc);
+                }
+            }
+        }
+    }
+}
+
+/// Column-sparse, f32 activations.
+///
+/// # Safety
+/// The [`KernelArgs`] contract, with AVX-512.
+#[inline(always)]
+pub(crate) unsafe fn colsparse_f32<F: KernelFormat>(args: &KernelArgs<'_>) {
+    // SAFETY: forwarded contract.
+    unsafe { crate::kernel::scalar::colsparse_f32::<F>(args) }
+}

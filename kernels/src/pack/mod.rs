@@ -1,0 +1,347 @@
+//! Packing: weights rearranged, losslessly and without extra bytes per
+//! weight, into the layout a kernel variant reads.
+//!
+//! Three layouts:
+//!
+//! - [`Layout::Blocks`]: the format's own blocks, row after row, exactly as
+//!   in a GGUF tensor. The scalar variants read it.
+//! - [`Layout::RowSlots`]: SIMD dense variants. Rows are grouped into tiles
+//!   of `R`; a tile is a stream of *slots*, slot `g` being the 32 codes of
+//!   row `g % R`, sub-block `g / R`. Four slots make a *step* (one 512-bit
+//!   vector of codes, or two 256-bit ones): their codes are stored as bit
+//!   planes so that unpacking is a shift and a mask (see [`slots`]). Header
+//!   bytes (scales, mins) come before the steps that use them, in *chunks*
+//!   that cover whole format units of all `R` rows.
+//! - [`Layout::ColumnMajor`]: column-sparse variants. For each unit of
+//!   columns: the headers of every row, then each column's codes for every
+//!   row, as bit planes (see [`columns`]), so that a zero activation skips
+//!   its column's bytes entirely.
+//!
+//! Every layout pads rows and columns with zero blocks (weight 0), which the
+//! kernels compute and never write out.
+
+pub(crate) mod columns;
+pub(crate) mod slots;
+
+use crate::error::KernelError;
+use crate::formats::{BlockFormat, Format};
+use crate::kernel::KernelFormat;
+use crate::variant::{Isa, Sparsity, Variant};
+
+/// Rows per tile of the column-major layout (the column-sparse row block).
+pub const COLUMN_MAJOR_ROWS: usize = 64;
+
+/// How a packed matrix is laid out.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// The format's blocks, row after row.
+    Blocks,
+    /// Interleaved tiles of `tile_rows` rows, codes in bit planes.
+    RowSlots {
+        /// Rows per tile.
+        tile_rows: usize,
+    },
+    /// Column-major bit planes.
+    ColumnMajor,
+}
+
+impl Layout {
+    /// The layout a variant reads.
+    pub fn for_variant(variant: &Variant) -> Layout {
+        match (variant.sparsity, variant.isa) {
+            (Sparsity::ColumnSparse, _) => Layout::ColumnMajor,
+            (Sparsity::Dense, Isa::Scalar) => Layout::Blocks,
+            (Sparsity::Dense, _) => Layout::RowSlots { tile_rows: variant.tile_rows },
+        }
+    }
+}
+
+/// A 64-byte-aligned byte buffer (so that vector loads of packed data never
+/// split a cache line more than the layout requires), with 64 bytes of
+/// zeroed slack at the end.
+#[derive(Clone, Default)]
+pub struct AlignedBytes {
+    storage: Vec<Align64>,
+    len: usize,
+}
+
+#[derive(Copy, Clone)]
+#[repr(C, align(64))]
+struct Align64([u8; 64]);
+
+impl AlignedBytes {
+    /// Copies `bytes` into an aligned buffer.
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        let mut storage = vec![Align64([0; 64]); bytes.len() / 64 + 2];
+        // SAFETY: `storage` holds at least `bytes.len() + 64` initialized
+        // bytes; `Align64` is plain bytes with no padding.
+        let dst = unsafe { std::slice::from_raw_parts_mut(storage.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        dst.copy_from_slice(bytes);
+        AlignedBytes { storage, len: bytes.len() }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `storage` holds at least `len` initialized bytes.
+        unsafe { std::slice::from_raw_parts(self.storage.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl std::fmt::Debug for AlignedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBytes({} bytes)", self.len)
+    }
+}
+
+/// A weight matrix packed for one layout.
+#[derive(Clone, Debug)]
+pub struct PackedMatrix {
+    format: Format,
+    layout: Layout,
+    rows: usize,
+    cols: usize,
+    padded_cols: usize,
+    tile_rows: usize,
+    tiles: usize,
+    tile_bytes: usize,
+    data: AlignedBytes,
+}
+
+impl PackedMatrix {
+    /// Packs `rows` rows of `cols` weights given as `format` blocks, row
+    /// after row (a GGUF tensor's bytes), into `layout`.
+    pub fn from_blocks(
+        format: Format,
+        rows: usize,
+        cols: usize,
+        blocks: &[u8],
+        layout: Layout,
+    ) -> Result<PackedMatrix, KernelError> {
+        crate::with_format!(format, F => pack::<F>(rows, cols, blocks, layout))
+    }
+
+    /// Quantizes row-major f32 weights (`rows * cols`) into `format` and
+    /// packs them. Columns that do not fill the last block are padded with
+    /// zeros (native formats only: GGUF formats need whole blocks).
+    pub fn quantize(
+        format: Format,
+        rows: usize,
+        cols: usize,
+        weights: &[f32],
+        layout: Layout,
+    ) -> Result<PackedMatrix, KernelError> {
+        let blocks = quantize_matrix(format, rows, cols, weights)?;
+        let padded = cols.div_ceil(format.info().block_len) * format.info().block_len;
+        let mut m = PackedMatrix::from_blocks(format, rows, padded, &blocks, layout)?;
+        m.cols = cols;
+        Ok(m)
+    }
+
+    /// The weight format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+    /// The layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Input columns (the length of an input vector).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Columns including zero padding to whole units.
+    pub fn padded_cols(&self) -> usize {
+        self.padded_cols
+    }
+    /// Rows per tile (the unit of work a kernel call is given).
+    pub fn tile_rows(&self) -> usize {
+        self.tile_rows
+    }
+    /// Number of tiles.
+    pub fn tiles(&self) -> usize {
+        self.tiles
+    }
+    /// Bytes per tile (row-slot and block layouts).
+    pub fn tile_bytes(&self) -> usize {
+        self.tile_bytes
+    }
+    /// The packed bytes.
+    pub fn data(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+    /// Bytes of weights a full product reads (the packed size).
+    pub fn weight_bytes(&self) -> usize {
+        self.data.len
+    }
+}
+
+/// Quantizes row-major f32 weights into blocks of `format`, padding each row
+/// with zeros to whole blocks (native formats).
+pub fn quantize_matrix(format: Format, rows: usize, cols: usize, weights: &[f32]) -> Result<Vec<u8>, KernelError> {
+    if weights.len() != rows * cols {
+        return Err(KernelError::Shape(format!("{} weights for a {rows}x{cols} matrix", weights.len())));
+    }
+    let info = format.info();
+    if format.is_gguf() && !cols.is_multiple_of(info.block_len) {
+        return Err(KernelError::Shape(format!(
+            "{format} needs rows of whole {}-weight blocks, got {cols} columns",
+            info.block_len
+        )));
+    }
+    let padded = cols.div_ceil(info.block_len) * info.block_len;
+    let row_bytes = padded / info.block_len * info.block_bytes;
+    let mut out = vec![0u8; rows * row_bytes];
+    let mut row = vec![0.0f32; padded];
+    for r in 0..rows {
+        row[..cols].copy_from_slice(&weights[r * cols..(r + 1) * cols]);
+        quantize_row(format, &row, &mut out[r * row_bytes..(r + 1) * row_bytes])?;
+    }
+    Ok(out)
+}
+
+fn quantize_row(format: Format, row: &[f32], out: &mut [u8]) -> Result<(), KernelError> {
+    crate::with_format!(format, F => {
+        for (w, b) in row.chunks_exact(F::BLOCK_LEN).zip(out.chunks_exact_mut(F::BLOCK_BYTES)) {
+            <F as crate::formats::Quantize>::quantize(w, b);
+        }
+        Ok(())
+    })
+}
+
+/// One row split into per-unit header bytes and per-weight codes, padded with
+/// zero units to `units` units.
+pub(crate) struct SplitRow {
+    pub headers: Vec<u8>,
+    pub codes: Vec<u8>,
+}
+
+pub(crate) fn split_row<F: KernelFormat>(row: Option<&[u8]>, units: usize) -> SplitRow {
+    let mut headers = vec![0u8; units * F::UNIT_HEADER];
+    let mut codes = vec![0u8; units * F::UNIT];
+    if let Some(row) = row {
+        for (b, block) in row.chunks_exact(F::BLOCK_BYTES).enumerate() {
+            F::split(
+                block,
+                &mut headers[b * F::HEADER_BYTES..(b + 1) * F::HEADER_BYTES],
+                &mut codes[b * F::BLOCK_LEN..(b + 1) * F::BLOCK_LEN],
+            );
+        }
+    }
+    SplitRow { headers, codes }
+}
+
+fn pack<F: KernelFormat>(rows: usize, cols: usize, blocks: &[u8], layout: Layout) -> Result<PackedMatrix, KernelError> {
+    if rows == 0 || cols == 0 {
+        return Err(KernelError::Shape(format!("empty matrix {rows}x{cols}")));
+    }
+    let row_bytes = F::FORMAT.row_bytes(cols)?;
+    let expected = rows.checked_mul(row_bytes).ok_or_else(|| KernelError::Shape("matrix too large".into()))?;
+    if blocks.len() != expected {
+        return Err(KernelError::Shape(format!(
+            "{}: a {rows}x{cols} matrix is {expected} bytes, got {}",
+            F::FORMAT,
+            blocks.len()
+        )));
+    }
+    let units = cols.div_ceil(F::UNIT);
+    let padded_cols = units * F::UNIT;
+    let base = PackedMatrix {
+        format: F::FORMAT,
+        layout,
+        rows,
+        cols,
+        padded_cols,
+        tile_rows: 1,
+        tiles: rows,
+        tile_bytes: row_bytes,
+        data: AlignedBytes::default(),
+    };
+    let row = |r: usize| (r < rows).then(|| &blocks[r * row_bytes..(r + 1) * row_bytes]);
+    match layout {
+        Layout::Blocks => Ok(PackedMatrix { padded_cols: cols, data: AlignedBytes::from_slice(blocks), ..base }),
+        Layout::RowSlots { tile_rows } => {
+            if !matches!(tile_rows, 1 | 2 | 4 | 8) {
+                return Err(KernelError::Layout(format!("tile rows must be 1, 2, 4 or 8, not {tile_rows}")));
+            }
+            let tiles = rows.div_ceil(tile_rows);
+            let mut data = Vec::new();
+            let mut tile_bytes = 0;
+            for t in 0..tiles {
+                let split: Vec<SplitRow> =
+                    (0..tile_rows).map(|i| split_row::<F>(row(t * tile_rows + i), units)).collect();
+                let before = data.len();
+                slots::pack_tile::<F>(&split, tile_rows, units, &mut data);
+                tile_bytes = data.len() - before;
+            }
+            Ok(PackedMatrix { tile_rows, tiles, tile_bytes, data: AlignedBytes::from_slice(&data), ..base })
+        }
+        Layout::ColumnMajor => {
+            let padded_rows = rows.div_ceil(COLUMN_MAJOR_ROWS) * COLUMN_MAJOR_ROWS;
+            let split: Vec<SplitRow> = (0..padded_rows).map(|r| split_row::<F>(row(r), units)).collect();
+            let data = columns::pack::<F>(&split, units);
+            Ok(PackedMatrix {
+                tile_rows: COLUMN_MAJOR_ROWS,
+                tiles: padded_rows / COLUMN_MAJOR_ROWS,
+                tile_bytes: 0,
+                data: AlignedBytes::from_slice(&data),
+                ..base
+            })
+        }
+    }
+}
+
+/// Bytes of the codes of one step of four slots (`slots` of them real) for
+/// `bits`-bit codes. Nibble and byte planes shrink with the slots of a
+/// partial step; crumb and bit planes are always whole.
+pub(crate) const fn step_code_bytes(bits: u32, slots: usize) -> usize {
+    match bits {
+        2 => 32,
+        3 => 48,
+        4 => 16 * slots,
+        5 => 16 * slots + 16,
+        6 => 16 * slots + 32,
+        _ => 32 * slots,
+    }
+}
+
+/// Geometry of the row-slot layout for format `F` and `R` tile rows.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct SlotGeometry {
+    /// Slots per chunk: `lcm(4, R * subs_per_unit)`.
+    pub chunk_slots: usize,
+    /// Units (per row) per full chunk.
+    pub chunk_units: usize,
+}
+
+impl SlotGeometry {
+    pub(crate) const fn of<F: KernelFormat>(tile_rows: usize) -> SlotGeometry {
+        let per_unit = tile_rows * F::SUBS_PER_UNIT;
+        let chunk_slots = lcm(4, per_unit);
+        SlotGeometry { chunk_slots, chunk_units: chunk_slots / per_unit }
+    }
+}
+
+const fn lcm(a: usize, b: usize) -> usize {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x * b
+}
+
+/// Checks that `F`'s geometry suits the layouts (a compile-time sanity
+/// check of the format definitions, run by the tests).
+pub fn check_format_geometry(format: Format) -> Result<(), KernelError> {
+    crate::with_format!(format, F => {
+        let ok = F::UNIT % 32 == 0
+            && F::UNIT % F::BLOCK_LEN == 0
+            && (F::SCALE_LEN >= 16)
+            && F::BLOCK_LEN % F::SCALE_LEN == 0
+            && <F as BlockFormat>::CODE_BITS <= 8;
+        if ok { Ok(()) } else { Err(KernelError::Layout(format!("{format}: unsupported block geometry"))) }
+    })
+}
