@@ -6,9 +6,8 @@ pub mod roofline;
 use asdsl_kernels::variant::Variant;
 
 /// The kernel registry.
-// TODO(lead): asdsl_kernels::registry::VARIANTS
 pub fn registry() -> &'static [Variant] {
-    &[]
+    asdsl_kernels::registry::VARIANTS
 }
 
 /// `bytes` in the largest binary unit that keeps the number at least 1 (`48 KiB`, `2 MiB`).

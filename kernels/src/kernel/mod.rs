@@ -63,7 +63,12 @@ pub enum HeaderKind {
     },
     /// An f16 scale then an f16 min (Q4_1, Q5_1, native formats).
     ScaleMin,
-    /// Anything else (the K formats): decoded through `affine`.
+    /// f16 `d`, f16 `dmin`, then eight 6-bit scales and mins packed in 12
+    /// bytes (Q4_K, Q5_K).
+    K4,
+    /// Sixteen i8 scales, then f16 `d`; offset 32 (Q6_K).
+    K6,
+    /// Anything else: decoded through `affine`.
     Other,
 }
 
@@ -123,9 +128,9 @@ kernel_format! {
     crate::formats::Q8_0 => HeaderKind::Scale { offset: 128.0 }, Some(128);
     crate::formats::Q4_1 => HeaderKind::ScaleMin, None;
     crate::formats::Q5_1 => HeaderKind::ScaleMin, None;
-    crate::formats::Q4K => HeaderKind::Other, None;
-    crate::formats::Q5K => HeaderKind::Other, None;
-    crate::formats::Q6K => HeaderKind::Other, Some(32);
+    crate::formats::Q4K => HeaderKind::K4, None;
+    crate::formats::Q5K => HeaderKind::K4, None;
+    crate::formats::Q6K => HeaderKind::K6, Some(32);
 }
 
 impl<const BITS: u8, const GROUP: usize> KernelFormat for crate::formats::native::Native<BITS, GROUP> {

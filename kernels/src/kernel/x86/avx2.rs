@@ -471,5 +471,5 @@ unsafe fn to_f32(v: __m128i) -> __m256 {
 #[inline(always)]
 pub(crate) unsafe fn colsparse_f32<F: KernelFormat>(args: &KernelArgs<'_>) {
     // SAFETY: forwarded contract.
-    unsafe { crate::kernel::scalar::colsparse_f32::<F>(args) }
+    unsafe { super::colsparse::colsparse_f32_avx2::<F>(args) }
 }

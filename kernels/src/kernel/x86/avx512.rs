@@ -8,8 +8,11 @@ use std::arch::x86_64::*;
 
 use std::marker::PhantomData;
 
-use super::{StepKernel, StepScales, slot_half_ints, slot_half_values, slot_ints, slot_values, walk_tile, write_rows};
-use crate::kernel::{KernelArgs, KernelFormat};
+use super::{
+    ChunkScales, StepKernel, StepScales, slot_half_ints, slot_half_values, slot_ints, slot_values, walk_tile,
+    write_rows,
+};
+use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 
 /// An int8 dot product: `acc[l] += sum_{i<4} codes[4l+i] * x[4l+i]`, codes
 /// unsigned, activations signed.
@@ -243,6 +246,8 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> Q8Tile<F, D, R,
 }
 
 impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> StepKernel for Q8Tile<F, D, R, C> {
+    const AVX512: bool = true;
+
     #[inline(always)]
     unsafe fn step(&mut self, p: *const u8, g: usize, slots: usize, sc: StepScales) {
         // SAFETY: the step's codes are at `p`; the input columns are padded
@@ -304,6 +309,151 @@ unsafe fn offset_lanes(offset: i32, sums: __m128i) -> __m512i {
         let v = _mm_mullo_epi32(sums, _mm_set1_epi32(-offset));
         let idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
         _mm512_maskz_permutexvar_epi32(0x1111, idx, _mm512_castsi128_si512(v))
+    }
+}
+
+impl ChunkScales {
+    /// The headers of a K-format chunk of `R` (4 or 8) rows decoded four rows
+    /// at a time: the scales of all 32 sub-blocks of four rows land in slot
+    /// order in four vectors, with no per-row work.
+    ///
+    /// # Safety
+    /// `headers` points at the chunk's `R` super-block headers followed by at
+    /// least 64 readable bytes; the CPU has AVX-512 F/BW/VL/DQ.
+    #[inline(always)]
+    pub(super) unsafe fn prepare_super_blocks_avx512<F: KernelFormat, const R: usize>(&mut self, headers: *const u8) {
+        // SAFETY: the caller guarantees the reads and AVX-512; the stores
+        // stay within the 64-slot arrays (R <= 8 rows x 8 sub-blocks).
+        unsafe {
+            let mut groups = [[_mm512_setzero_ps(); 4]; 2];
+            for (g, group) in groups.iter_mut().enumerate().take(R / 4) {
+                let h = headers.add(4 * g * F::UNIT_HEADER);
+                *group = if matches!(F::HEADER, HeaderKind::K4) { k4_four_rows(h) } else { k6_four_rows(h) };
+            }
+            // Each group: [lo scales of sub-blocks 0..4, of 4..8, then mins (K4) or hi scales (K6)].
+            let second =
+                if matches!(F::HEADER, HeaderKind::K4) { self.m_lo.as_mut_ptr() } else { self.s_hi.as_mut_ptr() };
+            store_slot_order::<R>(groups[0][0], groups[0][1], groups[1][0], groups[1][1], self.s_lo.as_mut_ptr());
+            store_slot_order::<R>(groups[0][2], groups[0][3], groups[1][2], groups[1][3], second);
+            if matches!(F::HEADER, HeaderKind::K6) {
+                // Symmetric: min = -32 * scale (used by the f32 path).
+                let offset = _mm512_set1_ps(-32.0);
+                for at in (0..8 * R).step_by(16) {
+                    let (lo, hi) = (self.s_lo.as_ptr().add(at), self.s_hi.as_ptr().add(at));
+                    _mm512_storeu_ps(self.m_lo.as_mut_ptr().add(at), _mm512_mul_ps(offset, _mm512_loadu_ps(lo)));
+                    _mm512_storeu_ps(self.m_hi.as_mut_ptr().add(at), _mm512_mul_ps(offset, _mm512_loadu_ps(hi)));
+                }
+            }
+        }
+    }
+}
+
+/// Stores the slot-order values of one or two groups of four rows (`a*`:
+/// rows 0..4, `b*`: rows 4..8; `*0`: sub-blocks 0..4, `*1`: 4..8, each 4
+/// sub-blocks x 4 rows) as the slot order of `R` rows.
+#[inline(always)]
+unsafe fn store_slot_order<const R: usize>(a0: __m512, a1: __m512, b0: __m512, b1: __m512, out: *mut f32) {
+    // SAFETY: AVX-512 F, guaranteed by the caller; `out` holds 64 floats.
+    unsafe {
+        if R == 4 {
+            _mm512_storeu_ps(out, a0);
+            _mm512_storeu_ps(out.add(16), a1);
+        } else {
+            // Step 2j is rows 0..4 of sub-block j, step 2j + 1 rows 4..8.
+            let lo = _mm512_set_epi32(23, 22, 21, 20, 7, 6, 5, 4, 19, 18, 17, 16, 3, 2, 1, 0);
+            let hi = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 27, 26, 25, 24, 11, 10, 9, 8);
+            _mm512_storeu_ps(out, _mm512_permutex2var_ps(a0, lo, b0));
+            _mm512_storeu_ps(out.add(16), _mm512_permutex2var_ps(a0, hi, b0));
+            _mm512_storeu_ps(out.add(32), _mm512_permutex2var_ps(a1, lo, b1));
+            _mm512_storeu_ps(out.add(48), _mm512_permutex2var_ps(a1, hi, b1));
+        }
+    }
+}
+
+/// Byte `4r + s` to `4s + r` in each 128-bit lane (4x4 transposes).
+#[inline(always)]
+unsafe fn transpose_bytes_4x4(v: __m512i) -> __m512i {
+    // SAFETY: AVX-512 BW, guaranteed by the caller.
+    unsafe {
+        let t = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        _mm512_shuffle_epi8(v, _mm512_broadcast_i32x4(t))
+    }
+}
+
+/// Four consecutive Q4_K/Q5_K super-block headers (16 bytes each) at `h`,
+/// decoded: `[scales of sub-blocks 0..4, scales 4..8, mins 0..4, mins 4..8]`,
+/// each 4 sub-blocks x 4 rows (slot order of four rows).
+#[inline(always)]
+unsafe fn k4_four_rows(h: *const u8) -> [__m512; 4] {
+    // SAFETY: the caller guarantees 64 readable bytes and AVX-512 F/BW.
+    unsafe {
+        let v = _mm512_loadu_si512(h.cast());
+        // Per header: q = bytes 4..16; see `k4_scales_mins` for the bit layout.
+        let a = _mm512_shuffle_epi8(
+            v,
+            _mm512_broadcast_i32x4(_mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 12, 13, 14, 15)),
+        );
+        let b = _mm512_shuffle_epi8(
+            v,
+            _mm512_broadcast_i32x4(_mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 4, 5, 6, 7, 8, 9, 10, 11)),
+        );
+        let low = _mm512_and_si512(
+            a,
+            _mm512_broadcast_i32x4(_mm_setr_epi8(63, 63, 63, 63, 63, 63, 63, 63, 15, 15, 15, 15, 0, 0, 0, 0)),
+        );
+        let nib = _mm512_and_si512(
+            _mm512_srli_epi16::<4>(a),
+            _mm512_broadcast_i32x4(_mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)),
+        );
+        let high = _mm512_srli_epi16::<2>(_mm512_and_si512(b, _mm512_set1_epi8(0xC0u8 as i8)));
+        // Per lane (row): dwords [sc 0..4, m 0..4, sc 4..8, m 4..8].
+        let w = _mm512_or_si512(_mm512_or_si512(low, nib), high);
+        // Lanes become [sc 0..4, sc 4..8, m 0..4, m 4..8], dword r = row r.
+        let t = _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 7, 3, 13, 9, 5, 1, 14, 10, 6, 2, 12, 8, 4, 0), w);
+        let t = transpose_bytes_4x4(t);
+        // d and dmin of the four rows: [d0, dmin0, d1, dmin1, ...].
+        let dd = _mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), v);
+        let dd = _mm256_cvtph_ps(_mm512_castsi512_si128(dd));
+        let dd = _mm512_castps256_ps512(dd);
+        let d = _mm512_permutexvar_ps(_mm512_set_epi32(6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0, 6, 4, 2, 0), dd);
+        let dmin = _mm512_permutexvar_ps(_mm512_set_epi32(7, 5, 3, 1, 7, 5, 3, 1, 7, 5, 3, 1, 7, 5, 3, 1), dd);
+        let neg = _mm512_sub_ps(_mm512_setzero_ps(), dmin);
+        [
+            _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_castsi512_si128(t)))),
+            _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32::<1>(t)))),
+            _mm512_mul_ps(neg, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32::<2>(t)))),
+            _mm512_mul_ps(neg, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32::<3>(t)))),
+        ]
+    }
+}
+
+/// Four consecutive Q6_K super-block headers (18 bytes: 16 i8 scales of
+/// 16-weight halves, then f16 `d`) at `h`, decoded: `[lo scales of
+/// sub-blocks 0..4, lo 4..8, hi 0..4, hi 4..8]` in slot order of four rows.
+#[inline(always)]
+unsafe fn k6_four_rows(h: *const u8) -> [__m512; 4] {
+    // SAFETY: the caller guarantees 4 x 18 readable bytes and AVX-512 F/BW.
+    unsafe {
+        let (r0, r1) = (_mm_loadu_si128(h.cast()), _mm_loadu_si128(h.add(18).cast()));
+        let (r2, r3) = (_mm_loadu_si128(h.add(36).cast()), _mm_loadu_si128(h.add(54).cast()));
+        let v = _mm512_inserti32x4::<3>(
+            _mm512_inserti32x4::<2>(_mm512_inserti32x4::<1>(_mm512_castsi128_si512(r0), r1), r2),
+            r3,
+        );
+        // Per lane: [even scales 0..4, even 4..8, odd 0..4, odd 4..8] (even = lo half).
+        let split = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+        let w = _mm512_shuffle_epi8(v, _mm512_broadcast_i32x4(split));
+        let t = _mm512_permutexvar_epi32(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), w);
+        let t = transpose_bytes_4x4(t);
+        let d_at = |r: usize| h.add(18 * r + 16).cast::<i16>().read_unaligned();
+        let d4 = _mm_cvtph_ps(_mm_setr_epi16(d_at(0), d_at(1), d_at(2), d_at(3), 0, 0, 0, 0));
+        let d = _mm512_broadcast_f32x4(d4);
+        [
+            _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_castsi512_si128(t)))),
+            _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32::<1>(t)))),
+            _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32::<2>(t)))),
+            _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32::<3>(t)))),
+        ]
     }
 }
 
@@ -393,6 +543,8 @@ impl<F: KernelFormat, const R: usize, const C: usize> F32Tile<F, R, C> {
 }
 
 impl<F: KernelFormat, const R: usize, const C: usize> StepKernel for F32Tile<F, R, C> {
+    const AVX512: bool = true;
+
     #[inline(always)]
     unsafe fn step(&mut self, p: *const u8, g: usize, slots: usize, sc: StepScales) {
         // SAFETY: as in `Q8Tile::step`.
@@ -444,5 +596,5 @@ impl<F: KernelFormat, const R: usize, const C: usize> StepKernel for F32Tile<F, 
 #[inline(always)]
 pub(crate) unsafe fn colsparse_f32<F: KernelFormat>(args: &KernelArgs<'_>) {
     // SAFETY: forwarded contract.
-    unsafe { crate::kernel::scalar::colsparse_f32::<F>(args) }
+    unsafe { super::colsparse::colsparse_f32_avx512::<F>(args) }
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod avx2;
 pub(crate) mod avx512;
+pub(crate) mod colsparse;
 
 use std::arch::x86_64::*;
 
@@ -38,7 +39,7 @@ pub(crate) struct StepScales {
 /// Whether `F`'s headers decode per step straight from memory: one f16
 /// scale (and min) per 32-weight unit, in slot order.
 pub(crate) const fn direct_headers<F: KernelFormat>() -> bool {
-    F::UNIT == 32 && !F::SPLIT && !matches!(F::HEADER, HeaderKind::Other)
+    F::UNIT == 32 && !F::SPLIT && matches!(F::HEADER, HeaderKind::Scale { .. } | HeaderKind::ScaleMin)
 }
 
 impl ChunkScales {
@@ -56,7 +57,8 @@ impl ChunkScales {
     /// each of the `R` rows) at `headers`, unless `F` decodes per step.
     ///
     /// # Safety
-    /// `headers` points at the chunk's `units * R * UNIT_HEADER` header bytes.
+    /// `headers` points at the chunk's `units * R * UNIT_HEADER` header
+    /// bytes, followed by at least 16 readable bytes; the CPU has AVX2.
     #[inline(always)]
     pub(crate) unsafe fn prepare<F: KernelFormat, const R: usize>(
         &mut self,
@@ -67,26 +69,56 @@ impl ChunkScales {
         if direct_headers::<F>() {
             return;
         }
-        // SAFETY: the caller guarantees the header bytes.
-        let headers = unsafe { std::slice::from_raw_parts(headers, units * R * F::UNIT_HEADER) };
-        let geometry = SlotGeometry::of::<F>(R);
-        for g in 0..geometry.chunk_slots {
-            if g >= slots {
-                self.s_lo[g] = 0.0;
-                self.m_lo[g] = 0.0;
-                self.s_hi[g] = 0.0;
-                self.m_hi[g] = 0.0;
-                continue;
+        if matches!(F::HEADER, HeaderKind::K4 | HeaderKind::K6) {
+            // SAFETY: forwarded from the caller (K formats have one unit per chunk).
+            unsafe { self.prepare_super_blocks::<F, R>(headers) };
+            return;
+        }
+        let nu = F::SUBS_PER_UNIT;
+        let mut unit = UnitScales::default();
+        for u in 0..units {
+            for r in 0..R {
+                // SAFETY: the unit's header is within the chunk's headers.
+                unsafe { unit.decode::<F>(headers.add((u * R + r) * F::UNIT_HEADER)) };
+                for j in 0..nu {
+                    let g = (u * nu + j) * R + r;
+                    self.s_lo[g] = unit.s_lo[j];
+                    self.m_lo[g] = unit.m_lo[j];
+                    if F::SPLIT {
+                        self.s_hi[g] = unit.s_hi[j];
+                        self.m_hi[g] = unit.m_hi[j];
+                    }
+                }
             }
-            let (row, sub) = (g % R, g / R);
-            let (unit, sub) = (sub / F::SUBS_PER_UNIT, sub % F::SUBS_PER_UNIT);
-            let header = &headers[(unit * R + row) * F::UNIT_HEADER..][..F::UNIT_HEADER];
-            let (s, m) = unit_affine::<F>(header, sub, 0);
-            self.s_lo[g] = s;
-            self.m_lo[g] = m;
-            let (s, m) = if F::SPLIT { unit_affine::<F>(header, sub, 1) } else { (s, m) };
-            self.s_hi[g] = s;
-            self.m_hi[g] = m;
+        }
+        // Slots of a partial last step carry zero scales.
+        let end = slots.div_ceil(4) * 4;
+        for g in slots..end {
+            self.s_lo[g] = 0.0;
+            self.m_lo[g] = 0.0;
+            self.s_hi[g] = 0.0;
+            self.m_hi[g] = 0.0;
+        }
+    }
+
+    /// [`prepare`](Self::prepare) for the K formats: `R` super-block
+    /// headers, decoded eight sub-blocks at a time and transposed into slot
+    /// order in registers.
+    #[inline(always)]
+    unsafe fn prepare_super_blocks<F: KernelFormat, const R: usize>(&mut self, headers: *const u8) {
+        // SAFETY: the caller guarantees the header reads and AVX2.
+        unsafe {
+            let zero = _mm256_setzero_ps();
+            let (mut s_lo, mut m_lo, mut s_hi, mut m_hi) = ([zero; 8], [zero; 8], [zero; 8], [zero; 8]);
+            for r in 0..R {
+                (s_lo[r], m_lo[r], s_hi[r], m_hi[r]) = super_block_scales::<F>(headers.add(r * F::UNIT_HEADER));
+            }
+            to_slot_order::<R>(&s_lo, &mut self.s_lo);
+            to_slot_order::<R>(&m_lo, &mut self.m_lo);
+            if F::SPLIT {
+                to_slot_order::<R>(&s_hi, &mut self.s_hi);
+                to_slot_order::<R>(&m_hi, &mut self.m_hi);
+            }
         }
     }
 
@@ -124,14 +156,141 @@ impl ChunkScales {
                 StepScales { s_lo: s, m_lo: m, s_hi: s, m_hi: m }
             } else {
                 let at = 4 * step;
-                StepScales {
-                    s_lo: _mm_loadu_ps(self.s_lo.as_ptr().add(at)),
-                    m_lo: _mm_loadu_ps(self.m_lo.as_ptr().add(at)),
-                    s_hi: _mm_loadu_ps(self.s_hi.as_ptr().add(at)),
-                    m_hi: _mm_loadu_ps(self.m_hi.as_ptr().add(at)),
+                let (s_lo, m_lo) = (_mm_loadu_ps(self.s_lo.as_ptr().add(at)), _mm_loadu_ps(self.m_lo.as_ptr().add(at)));
+                if F::SPLIT {
+                    let s_hi = _mm_loadu_ps(self.s_hi.as_ptr().add(at));
+                    StepScales { s_lo, m_lo, s_hi, m_hi: _mm_loadu_ps(self.m_hi.as_ptr().add(at)) }
+                } else {
+                    StepScales { s_lo, m_lo, s_hi: s_lo, m_hi: m_lo }
                 }
             }
         }
+    }
+}
+
+/// The `(scale, min)` of the sub-blocks of one unit, lo and hi halves.
+#[derive(Default)]
+struct UnitScales {
+    s_lo: [f32; 8],
+    m_lo: [f32; 8],
+    s_hi: [f32; 8],
+    m_hi: [f32; 8],
+}
+
+impl UnitScales {
+    /// Decodes one unit header (`F::UNIT_HEADER` bytes at `h`, followed by
+    /// at least 16 readable bytes).
+    #[inline(always)]
+    unsafe fn decode<F: KernelFormat>(&mut self, h: *const u8) {
+        // SAFETY: the caller guarantees the reads and AVX2 + F16C.
+        unsafe {
+            let header = std::slice::from_raw_parts(h, F::UNIT_HEADER);
+            for j in 0..F::SUBS_PER_UNIT {
+                (self.s_lo[j], self.m_lo[j]) = unit_affine::<F>(header, j, 0);
+                if F::SPLIT {
+                    (self.s_hi[j], self.m_hi[j]) = unit_affine::<F>(header, j, 1);
+                }
+            }
+        }
+    }
+}
+/// The scales and mins of the eight sub-blocks of a K-format super-block
+/// whose header is at `h` (followed by at least 16 readable bytes):
+/// `(s_lo, m_lo, s_hi, m_hi)`.
+#[inline(always)]
+unsafe fn super_block_scales<F: KernelFormat>(h: *const u8) -> (__m256, __m256, __m256, __m256) {
+    // SAFETY: the caller guarantees the reads and AVX2 + F16C.
+    unsafe {
+        if matches!(F::HEADER, HeaderKind::K4) {
+            let (sc, m) = k4_scales_mins(h.add(4));
+            let s = _mm256_mul_ps(_mm256_set1_ps(f16_to_f32(h)), sc);
+            let m = _mm256_mul_ps(_mm256_set1_ps(-f16_to_f32(h.add(2))), m);
+            (s, m, s, m)
+        } else {
+            // Q6_K: i8 scales of 16-weight halves (even ones lo, odd ones hi), offset 32.
+            let sc = _mm_loadu_si128(h.cast());
+            let split = _mm_shuffle_epi8(sc, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+            let d = _mm256_set1_ps(f16_to_f32(h.add(16)));
+            let s_lo = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(split)));
+            let s_hi = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(split))));
+            let offset = _mm256_set1_ps(-32.0);
+            (s_lo, _mm256_mul_ps(offset, s_lo), s_hi, _mm256_mul_ps(offset, s_hi))
+        }
+    }
+}
+
+/// Stores eight values of each of `R` rows (`rows[r][j]` = row `r`,
+/// sub-block `j`) in slot order: slot `g` = row `g % R`, sub-block `g / R`.
+#[inline(always)]
+unsafe fn to_slot_order<const R: usize>(rows: &[__m256; 8], out: &mut [f32; MAX_CHUNK_SLOTS]) {
+    // SAFETY: AVX, guaranteed by the caller; the stores stay within `out`
+    // (at most 8 x 8 = 64 values).
+    unsafe {
+        let o = out.as_mut_ptr();
+        match R {
+            1 => _mm256_storeu_ps(o, rows[0]),
+            2 => {
+                let a = _mm256_unpacklo_ps(rows[0], rows[1]);
+                let b = _mm256_unpackhi_ps(rows[0], rows[1]);
+                _mm256_storeu_ps(o, _mm256_permute2f128_ps::<0x20>(a, b));
+                _mm256_storeu_ps(o.add(8), _mm256_permute2f128_ps::<0x31>(a, b));
+            }
+            _ => {
+                // Four rows at a time: u[j] holds sub-blocks j (low half) and j + 4 (high half).
+                for group in 0..R / 4 {
+                    let r = &rows[4 * group..4 * group + 4];
+                    let (t0, t1) = (_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));
+                    let (t2, t3) = (_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));
+                    let u = [
+                        _mm256_shuffle_ps::<0b01_00_01_00>(t0, t2),
+                        _mm256_shuffle_ps::<0b11_10_11_10>(t0, t2),
+                        _mm256_shuffle_ps::<0b01_00_01_00>(t1, t3),
+                        _mm256_shuffle_ps::<0b11_10_11_10>(t1, t3),
+                    ];
+                    // Sub-block j of this group is step j * R / 4 + group.
+                    for (j, uj) in u.iter().enumerate() {
+                        _mm_storeu_ps(o.add(4 * (j * R / 4 + group)), _mm256_castps256_ps128(*uj));
+                        _mm_storeu_ps(o.add(4 * ((j + 4) * R / 4 + group)), _mm256_extractf128_ps::<1>(*uj));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The f16 at `p` as f32 (F16C).
+#[inline(always)]
+unsafe fn f16_to_f32(p: *const u8) -> f32 {
+    // SAFETY: the caller guarantees two readable bytes and F16C.
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<u16>().read_unaligned() as i32))) }
+}
+
+/// The eight 6-bit scales and mins of a Q4_K/Q5_K super-block from its 12
+/// packed bytes at `q` (ggml's `get_scale_min_k4` for all eight at once):
+///
+/// - `sc[j] = q[j] & 63`, `m[j] = q[j + 4] & 63` for `j < 4`;
+/// - `sc[j] = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4`,
+///   `m[j] = (q[j + 4] >> 4) | (q[j] >> 6) << 4` for `j >= 4`.
+///
+/// # Safety
+/// 16 readable bytes at `q`; AVX2.
+#[inline(always)]
+unsafe fn k4_scales_mins(q: *const u8) -> (__m256, __m256) {
+    // SAFETY: the caller guarantees the read and AVX2.
+    unsafe {
+        let q = _mm_loadu_si128(q.cast());
+        // a = [q0..q3 (sc0-3), q4..q7 (m0-3), q8..q11 (sc4-7 low), q8..q11 (m4-7 low)]
+        let a = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 8, 9, 10, 11));
+        // b = [0 x 8, q0..q3 (sc4-7 high), q4..q7 (m4-7 high)]
+        let b = _mm_shuffle_epi8(q, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, 6, 7));
+        let low = _mm_and_si128(a, _mm_setr_epi8(63, 63, 63, 63, 63, 63, 63, 63, 15, 15, 15, 15, 0, 0, 0, 0));
+        let nib =
+            _mm_and_si128(_mm_srli_epi16::<4>(a), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+        let high = _mm_srli_epi16::<2>(_mm_and_si128(b, _mm_set1_epi8(0xC0u8 as i8)));
+        let v = _mm_or_si128(_mm_or_si128(low, nib), high);
+        // v = [sc0-3, m0-3, sc4-7, m4-7] -> [sc0-7, m0-7]
+        let v = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15));
+        (_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(v))))
     }
 }
 
@@ -199,13 +358,38 @@ pub(crate) const PREFETCH_DISTANCE: usize = 4096;
 /// Prefetches the cache lines of `bytes` bytes starting at `p + PREFETCH_DISTANCE`.
 #[inline(always)]
 unsafe fn prefetch_ahead(p: *const u8, bytes: usize) {
+    let (dist, hint) = experiment();
     let mut at = 0;
     while at < bytes {
         // SAFETY: prefetching is a hint and never faults, even past the end
         // of the buffer.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_DISTANCE + at).cast()) };
+        unsafe {
+            match hint {
+                0 => {}
+                1 => _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(dist + at).cast()),
+                2 => _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(dist + at).cast()),
+                3 => _mm_prefetch::<_MM_HINT_NTA>(p.wrapping_add(dist + at).cast()),
+                _ => {
+                    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(4 * dist + at).cast());
+                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(dist + at).cast());
+                }
+            }
+        }
         at += 64;
     }
+}
+
+fn experiment() -> (usize, u8) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static D: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let v = D.load(Ordering::Relaxed);
+    if v != usize::MAX {
+        return (v >> 4, (v & 15) as u8);
+    }
+    let d: usize = std::env::var("PFD").ok().and_then(|v| v.parse().ok()).unwrap_or(PREFETCH_DISTANCE);
+    let h: usize = std::env::var("PFH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    D.store((d << 4) | h, Ordering::Relaxed);
+    (d, h as u8)
 }
 
 /// [`slot_values`] for integer arrays.
@@ -285,7 +469,11 @@ pub(crate) unsafe fn walk_tile<F: KernelFormat, const R: usize, K: StepKernel>(
     unsafe {
         for chunk in 0..full {
             prefetch_ahead(p, chunk_bytes);
-            scales.prepare::<F, R>(p, geometry.chunk_units, chunk_slots);
+            if K::AVX512 && R >= 4 && matches!(F::HEADER, HeaderKind::K4 | HeaderKind::K6) {
+                scales.prepare_super_blocks_avx512::<F, R>(p);
+            } else {
+                scales.prepare::<F, R>(p, geometry.chunk_units, chunk_slots);
+            }
             let codes = p.add(header_bytes);
             for i in 0..steps {
                 let sc = scales.step::<F>(p, i, 4);
@@ -311,6 +499,10 @@ pub(crate) unsafe fn walk_tile<F: KernelFormat, const R: usize, K: StepKernel>(
 
 /// The work of one step, given its codes, first slot, real slots and scales.
 pub(crate) trait StepKernel {
+    /// Whether the driver runs with AVX-512, so that chunk headers may be
+    /// decoded with it.
+    const AVX512: bool = false;
+
     /// # Safety
     /// `codes` points at the step's code bytes; the CPU has the driver's ISA.
     unsafe fn step(&mut self, codes: *const u8, g: usize, slots: usize, scales: StepScales);

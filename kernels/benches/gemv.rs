@@ -1,0 +1,213 @@
+//! Weight bandwidth of the registry's GEMV variants, weights streamed from
+//! DRAM.
+//!
+//! For each format, shape (rows x cols) and thread count, every selected
+//! variant multiplies one input column; weights rotate over enough packed
+//! copies to exceed four times the last-level cache, so every call reads
+//! them from DRAM, as decode does. Criterion reports the time per call and
+//! the weight throughput (criterion prints GiB/s).
+//!
+//! Selection, by environment variable:
+//! - `ASDSL_BENCH_FORMATS=q4_0,q4_k` (default: every format);
+//! - `ASDSL_BENCH_SHAPES=14336x4096,576x1536` (default: the six shapes below);
+//! - `ASDSL_BENCH_THREADS=1,2` (default 1 and 2);
+//! - `ASDSL_BENCH_VARIANTS=best|all` (default `best`: the dense one-column
+//!   variants of the best ISA at every tile-row count on the int8 path, plus
+//!   its f32 path and the AVX2 int8 path at four tile rows; `all`: every
+//!   allowed variant);
+//! - `ASDSL_BENCH_CACHED=1`: one copy of the weights, so that small shapes
+//!   stay cache-resident (the kernels' compute speed, for diagnosis);
+//! - `ASDSL_BENCH_REPORT=FILE`: also write a markdown table of the best
+//!   variant per format, shape and thread count, in GB/s (10^9) and as a
+//!   percentage of the DRAM read bandwidth measured by the roofline in the
+//!   same run.
+//!
+//! Criterion's own filter works too: `cargo bench --bench gemv -- q4_0/14336x4096`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use asdsl_kernels::cpu;
+use asdsl_kernels::formats::Format;
+use asdsl_kernels::input::Input;
+use asdsl_kernels::pack::{Layout, PackedMatrix, quantize_matrix};
+use asdsl_kernels::registry::VARIANTS;
+use asdsl_kernels::roofline::{self, DramOptions};
+use asdsl_kernels::run::{Gemv, Partition, Threads};
+use asdsl_kernels::variant::{Activation, Isa, Sparsity, Variant};
+use criterion::{BenchmarkId, Criterion, Throughput};
+
+const SHAPES: [(usize, usize); 6] =
+    [(4096, 4096), (14336, 4096), (4096, 14336), (3072, 8192), (16384, 3072), (576, 1536)];
+
+/// Every benchmark run, by (format, shape, threads): (variant, weight bytes).
+type Results = BTreeMap<(String, String, usize), Vec<(String, usize)>>;
+
+static RESULTS: Mutex<Results> = Mutex::new(BTreeMap::new());
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    std::env::var(name).ok().map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+fn selected(variant: &Variant, all: bool) -> bool {
+    if !cpu::available(variant.isa).unwrap_or(false) {
+        return false;
+    }
+    if all {
+        return true;
+    }
+    let best = cpu::best_isa();
+    let best_f32 = if best == Isa::Avx512Vnni { Isa::Avx512 } else { best };
+    variant.sparsity == Sparsity::Dense
+        && variant.columns == 1
+        && ((variant.activation == Activation::Q8 && variant.isa == best)
+            || (variant.activation == Activation::F32 && variant.isa == best_f32 && variant.tile_rows == 4)
+            || (variant.activation == Activation::Q8 && variant.isa == Isa::Avx2 && variant.tile_rows == 4))
+}
+
+fn weights(rows: usize, cols: usize) -> Vec<f32> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..rows * cols)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let formats: Vec<Format> = match env_list("ASDSL_BENCH_FORMATS") {
+        Some(names) => names.iter().map(|n| n.parse().expect("a format name")).collect(),
+        None => Format::all(),
+    };
+    let shapes: Vec<(usize, usize)> = match env_list("ASDSL_BENCH_SHAPES") {
+        Some(list) => list.iter().map(|s| roofline::parse_shape(s).expect("ROWSxCOLS")).collect(),
+        None => SHAPES.to_vec(),
+    };
+    let threads: Vec<usize> = env_list("ASDSL_BENCH_THREADS")
+        .map(|l| l.iter().map(|t| t.parse().expect("a thread count")).collect())
+        .unwrap_or(vec![1, 2]);
+    let all = std::env::var("ASDSL_BENCH_VARIANTS").as_deref() == Ok("all");
+    let cached = std::env::var("ASDSL_BENCH_CACHED").as_deref() == Ok("1");
+    let dram_bytes = roofline::default_dram_bytes(cpu::detect()) as usize;
+    let pools: Vec<Threads> = threads.iter().map(|&t| Threads::new(t).expect("threads")).collect();
+
+    for &format in &formats {
+        for &(rows, cols) in &shapes {
+            let block = format.info().block_len;
+            if cols % block != 0 {
+                continue;
+            }
+            let shape = format!("{rows}x{cols}");
+            let w = weights(rows, cols);
+            let blocks = quantize_matrix(format, rows, cols, &w).expect("quantize");
+            drop(w);
+            let x: Vec<f32> = (0..cols).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect();
+            let mut group = c.benchmark_group(format!("{format}/{shape}"));
+            group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+            for variant in VARIANTS.iter().filter(|v| v.format == format && selected(v, all)) {
+                let packed =
+                    PackedMatrix::from_blocks(format, rows, cols, &blocks, Layout::for_variant(variant)).expect("pack");
+                let bytes = packed.weight_bytes();
+                let copies = if cached { 1 } else { dram_bytes.div_ceil(bytes).max(2) };
+                let gemvs: Vec<Gemv> =
+                    (0..copies).map(|_| Gemv::new(variant, packed.clone()).expect("variant runs here")).collect();
+                drop(packed);
+                let mut input = Input::new();
+                input.prepare(&x, cols, 1, variant.activation == Activation::Q8).expect("input");
+                let mut out = vec![0.0f32; rows];
+                group.throughput(Throughput::Bytes(bytes as u64));
+                for (pool, &t) in pools.iter().zip(&threads) {
+                    let id = BenchmarkId::new(variant.name, format!("{t}t"));
+                    let mut next = 0usize;
+                    group.bench_function(id, |b| {
+                        b.iter_custom(|iters| {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                gemvs[next % copies].run(&input, &mut out, pool, Partition::default()).expect("run");
+                                next += 1;
+                            }
+                            start.elapsed()
+                        })
+                    });
+                    RESULTS
+                        .lock()
+                        .expect("results")
+                        .entry((format.to_string(), shape.clone(), t))
+                        .or_default()
+                        .push((variant.name.to_string(), bytes));
+                }
+            }
+            group.finish();
+        }
+    }
+}
+
+/// Criterion's median time per call (seconds) of one benchmark, from its estimates file.
+fn median_secs(dir: &Path, group: &str, variant: &str, threads: usize) -> Option<f64> {
+    let safe = |s: &str| s.replace(['?', '"', '/', '\\', '*', '<', '>', ':', '|', '^'], "_");
+    let path = dir.join(safe(group)).join(safe(variant)).join(format!("{threads}t")).join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some(json["median"]["point_estimate"].as_f64()? * 1e-9)
+}
+
+fn report(path: &str, dir: &Path) -> std::io::Result<()> {
+    let results = RESULTS.lock().expect("results");
+    let threads: Vec<usize> = {
+        let mut t: Vec<usize> = results.keys().map(|k| k.2).collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    let mut dram = BTreeMap::new();
+    for &t in &threads {
+        let bw = roofline::dram_read_bandwidth(t, &DramOptions::default()).map_err(std::io::Error::other)?;
+        dram.insert(t, bw);
+    }
+    let mut f = std::fs::File::create(path)?;
+    writeln!(f, "| format | shape | threads | best variant | MB | GB/s | % of DRAM read |")?;
+    writeln!(f, "|---|---|---|---|---|---|---|")?;
+    for ((format, shape, t), runs) in results.iter() {
+        let group = format!("{format}/{shape}");
+        let best = runs
+            .iter()
+            .filter_map(|(name, bytes)| Some((name, *bytes, median_secs(dir, &group, name, *t)?)))
+            .min_by(|a, b| a.2.total_cmp(&b.2));
+        if let Some((name, bytes, secs)) = best {
+            let gbs = bytes as f64 / secs / 1e9;
+            let pct = 100.0 * gbs / dram[t].median_gbs;
+            writeln!(f, "| {format} | {shape} | {t} | `{name}` | {:.1} | {gbs:.2} | {pct:.0} % |", bytes as f64 / 1e6)?;
+        }
+    }
+    writeln!(f)?;
+    for (t, bw) in &dram {
+        writeln!(
+            f,
+            "DRAM read bandwidth, {t} thread(s): {:.2} GB/s median ({:.2}-{:.2}), {} streams per thread, {} MiB buffer.",
+            bw.median_gbs,
+            bw.min_gbs,
+            bw.max_gbs,
+            bw.streams,
+            bw.buffer_bytes >> 20
+        )?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"));
+    let mut c = Criterion::default().output_directory(&dir).configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+    if let Ok(path) = std::env::var("ASDSL_BENCH_REPORT") {
+        report(&path, &dir).expect("write the report");
+        eprintln!("report written to {path}");
+    }
+}
