@@ -1,9 +1,23 @@
 //! asdsl's quantized GEMV kernels.
 //!
+//! The pieces, in the order data flows through them:
+//!
 //! - [`formats`]: the weight formats (ggml's block formats byte for byte, and
 //!   the native `q{bits}g{group}`), their quantizers, and the scalar
 //!   reference GEMV that is the oracle for every variant.
-//! - [`registry`]: every generated kernel variant, with a descriptor.
+//! - [`pack`]: weights rearranged (losslessly, no extra bytes per weight)
+//!   into the layout a variant reads: row-interleaved tiles of bit planes,
+//!   column-major planes, or the format's own blocks.
+//! - [`input`]: activations prepared once per input (padded, and quantized
+//!   to int8 for the q8 path).
+//! - [`registry`]: every generated variant, declared once; [`variant`]: its
+//!   descriptor and name; [`kernel`] and [`isa`]: the shared bodies the
+//!   variants are compiled from.
+//! - [`run`]: a matrix resolved to one variant ([`run::Gemv`]), run with an
+//!   explicit thread count and row partition.
+//! - [`cpu`]: CPU detection and the `ASDSL_FORCE_ISA` cap; a variant whose
+//!   ISA is not allowed is refused, never run.
+//! - [`roofline`]: this machine's memory bandwidth and the GEMV ceiling it sets.
 
 pub mod cpu;
 pub mod error;

@@ -7,7 +7,10 @@ use std::arch::x86_64::*;
 
 use std::marker::PhantomData;
 
-use super::{StepKernel, StepScales, slot_half_ints, slot_half_values, slot_ints, slot_values, walk_tile, write_rows};
+use super::{
+    StepKernel, StepScales, TileRunner, drive, slot_half_ints, slot_half_values, slot_ints, slot_values, walk_tiles,
+    write_rows,
+};
 use crate::kernel::{KernelArgs, KernelFormat};
 
 /// Loads the 32 bytes at `p + 32 * half` of a plane whose real length is
@@ -168,25 +171,11 @@ const fn min_groups(r: usize) -> usize {
 /// The [`KernelArgs`] contract, with AVX2, FMA and F16C.
 #[inline(always)]
 pub(crate) unsafe fn dense_q8<F: KernelFormat, const R: usize, const C: usize>(args: &KernelArgs<'_>) {
-    let columns = args.input.columns();
-    for tile in args.tiles.clone() {
-        let mut c0 = 0;
-        // Columns in groups of C; the remainder one at a time.
-        while c0 < columns {
-            // SAFETY: forwarded contract; the column group is in range.
-            unsafe {
-                if columns - c0 >= C {
-                    Q8Tile::<F, R, C>::run(args, tile, c0);
-                    c0 += C;
-                } else {
-                    Q8Tile::<F, R, 1>::run(args, tile, c0);
-                    c0 += 1;
-                }
-            }
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { drive::<Q8Tile<F, R, C>, Q8Tile<F, R, 1>, C>(args) }
 }
 
+#[derive(Copy, Clone)]
 /// The accumulators of one tile and column group of the int8 path: one
 /// vector per half-step position, and per-slot min terms.
 struct Q8Tile<F, const R: usize, const C: usize> {
@@ -199,9 +188,9 @@ struct Q8Tile<F, const R: usize, const C: usize> {
     _format: PhantomData<F>,
 }
 
-impl<F: KernelFormat, const R: usize, const C: usize> Q8Tile<F, R, C> {
+impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for Q8Tile<F, R, C> {
     #[inline(always)]
-    unsafe fn run(args: &KernelArgs<'_>, tile: usize, c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: AVX, guaranteed by the caller.
         let (acc, macc) = unsafe { ([[_mm256_setzero_ps(); C]; 4], [[_mm_setzero_ps(); C]; 2]) };
@@ -223,18 +212,25 @@ impl<F: KernelFormat, const R: usize, const C: usize> Q8Tile<F, R, C> {
         // SAFETY: the tile lies within the packed data (the layout's
         // invariant); AVX2 is guaranteed by the caller.
         unsafe {
-            walk_tile::<F, R, _>(m.data().as_ptr().add(tile * m.tile_bytes()), m.padded_cols() / 32, &mut t);
-            for c in 0..C {
-                let mut out = [0.0f32; 8];
-                for a in 0..groups(R) {
-                    let mut lanes = [0.0f32; 8];
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), t.acc[a][c]);
-                    for j in 0..2 {
-                        out[(2 * a + j) % R] += lanes[4 * j..4 * j + 4].iter().sum::<f32>();
+            let mut ptrs = [std::ptr::null(); N];
+            for (p, &tile) in ptrs.iter_mut().zip(&tiles) {
+                *p = m.data().as_ptr().add(tile * m.tile_bytes());
+            }
+            let mut t = [t; N];
+            walk_tiles::<F, R, Self, N>(ptrs, m.padded_cols() / 32, &mut t);
+            for (t, &tile) in t.iter().zip(&tiles) {
+                for c in 0..C {
+                    let mut out = [0.0f32; 8];
+                    for a in 0..groups(R) {
+                        let mut lanes = [0.0f32; 8];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), t.acc[a][c]);
+                        for j in 0..2 {
+                            out[(2 * a + j) % R] += lanes[4 * j..4 * j + 4].iter().sum::<f32>();
+                        }
                     }
+                    add_mins::<R, C>(&mut out, &t.macc, c);
+                    write_rows::<R>(args, tile, c0 + c, &out);
                 }
-                add_mins::<R, C>(&mut out, &t.macc, c);
-                write_rows::<R>(args, tile, c0 + c, &out);
             }
         }
     }
@@ -353,35 +349,21 @@ fn add_mins<const R: usize, const C: usize>(out: &mut [f32; 8], macc: &[[__m128;
 /// The [`KernelArgs`] contract, with AVX2, FMA and F16C.
 #[inline(always)]
 pub(crate) unsafe fn dense_f32<F: KernelFormat, const R: usize, const C: usize>(args: &KernelArgs<'_>) {
-    let columns = args.input.columns();
-    for tile in args.tiles.clone() {
-        let mut c0 = 0;
-        // Columns in groups of C; the remainder one at a time.
-        while c0 < columns {
-            // SAFETY: forwarded contract; the column group is in range.
-            unsafe {
-                if columns - c0 >= C {
-                    F32Tile::<F, R, C>::run(args, tile, c0);
-                    c0 += C;
-                } else {
-                    F32Tile::<F, R, 1>::run(args, tile, c0);
-                    c0 += 1;
-                }
-            }
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { drive::<F32Tile<F, R, C>, F32Tile<F, R, 1>, C>(args) }
 }
 
 /// The accumulators of the f32 path: one vector per row.
+#[derive(Copy, Clone)]
 struct F32Tile<F, const R: usize, const C: usize> {
     x: [*const f32; C],
     acc: [[__m256; C]; 8],
     _format: PhantomData<F>,
 }
 
-impl<F: KernelFormat, const R: usize, const C: usize> F32Tile<F, R, C> {
+impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for F32Tile<F, R, C> {
     #[inline(always)]
-    unsafe fn run(args: &KernelArgs<'_>, tile: usize, c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: AVX, guaranteed by the caller.
         let acc = unsafe { [[_mm256_setzero_ps(); C]; 8] };
@@ -391,15 +373,22 @@ impl<F: KernelFormat, const R: usize, const C: usize> F32Tile<F, R, C> {
         }
         // SAFETY: as in `Q8Tile::run`.
         unsafe {
-            walk_tile::<F, R, _>(m.data().as_ptr().add(tile * m.tile_bytes()), m.padded_cols() / 32, &mut t);
-            for c in 0..C {
-                let mut out = [0.0f32; 8];
-                for (r, o) in out.iter_mut().enumerate().take(R) {
-                    let mut lanes = [0.0f32; 8];
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), t.acc[r][c]);
-                    *o = lanes.iter().sum();
+            let mut ptrs = [std::ptr::null(); N];
+            for (p, &tile) in ptrs.iter_mut().zip(&tiles) {
+                *p = m.data().as_ptr().add(tile * m.tile_bytes());
+            }
+            let mut t = [t; N];
+            walk_tiles::<F, R, Self, N>(ptrs, m.padded_cols() / 32, &mut t);
+            for (t, &tile) in t.iter().zip(&tiles) {
+                for c in 0..C {
+                    let mut out = [0.0f32; 8];
+                    for (r, o) in out.iter_mut().enumerate().take(R) {
+                        let mut lanes = [0.0f32; 8];
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), t.acc[r][c]);
+                        *o = lanes.iter().sum();
+                    }
+                    write_rows::<R>(args, tile, c0 + c, &out);
                 }
-                write_rows::<R>(args, tile, c0 + c, &out);
             }
         }
     }

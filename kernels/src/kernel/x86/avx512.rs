@@ -9,25 +9,25 @@ use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
 use super::{
-    ChunkScales, StepKernel, StepScales, slot_half_ints, slot_half_values, slot_ints, slot_values, walk_tile,
-    write_rows,
+    ChunkScales, StepKernel, StepScales, TileRunner, drive, slot_half_ints, slot_half_values, slot_ints, slot_values,
+    walk_tiles, write_rows,
 };
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 
 /// An int8 dot product: `acc[l] += sum_{i<4} codes[4l+i] * x[4l+i]`, codes
 /// unsigned, activations signed.
-pub(crate) trait Dot512 {
+pub(crate) trait Dot512: Copy {
     /// # Safety
     /// The CPU has the instructions of the implementation.
     unsafe fn dot<const WIDE: bool>(acc: __m512i, codes: __m512i, x: __m512i) -> __m512i;
 }
 
 /// `vpdpbusd` (AVX-512 VNNI).
-#[derive(Debug)]
+#[derive(Copy, Clone, Debug)]
 pub(crate) struct VnniDot;
 /// `vpmaddubsw` + `vpmaddwd` (AVX-512 BW); 8-bit codes widen to 16 bits
 /// first, because `vpmaddubsw` would saturate.
-#[derive(Debug)]
+#[derive(Copy, Clone, Debug)]
 pub(crate) struct MaddDot;
 
 impl Dot512 for VnniDot {
@@ -184,26 +184,12 @@ const fn groups(r: usize) -> usize {
 /// The [`KernelArgs`] contract, with AVX-512 (and VNNI for [`VnniDot`]).
 #[inline(always)]
 pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const R: usize, const C: usize>(args: &KernelArgs<'_>) {
-    let columns = args.input.columns();
-    for tile in args.tiles.clone() {
-        let mut c0 = 0;
-        // Columns in groups of C; the remainder one at a time.
-        while c0 < columns {
-            // SAFETY: forwarded contract; the column group is in range.
-            unsafe {
-                if columns - c0 >= C {
-                    Q8Tile::<F, D, R, C>::run(args, tile, c0);
-                    c0 += C;
-                } else {
-                    Q8Tile::<F, D, R, 1>::run(args, tile, c0);
-                    c0 += 1;
-                }
-            }
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { drive::<Q8Tile<F, D, R, C>, Q8Tile<F, D, R, 1>, C>(args) }
 }
 
 /// The accumulators of one tile and column group of the int8 path.
+#[derive(Copy, Clone)]
 struct Q8Tile<F, D, const R: usize, const C: usize> {
     q: [*const i8; C],
     d: [*const f32; C],
@@ -214,10 +200,9 @@ struct Q8Tile<F, D, const R: usize, const C: usize> {
     _types: PhantomData<(F, D)>,
 }
 
-impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> Q8Tile<F, D, R, C> {
-    /// Computes one tile for columns `c0..c0 + C` and writes its outputs.
+impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> TileRunner for Q8Tile<F, D, R, C> {
     #[inline(always)]
-    unsafe fn run(args: &KernelArgs<'_>, tile: usize, c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: zeroing vectors needs only AVX-512 F, which the caller guarantees.
         let (acc, macc) = unsafe { ([[_mm512_setzero_ps(); C]; GROUPS], [[_mm_setzero_ps(); C]; GROUPS]) };
@@ -239,8 +224,15 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> Q8Tile<F, D, R,
         // SAFETY: the tile lies within the packed data (the layout's
         // invariant); AVX-512 is guaranteed by the caller.
         unsafe {
-            walk_tile::<F, R, _>(m.data().as_ptr().add(tile * m.tile_bytes()), m.padded_cols() / 32, &mut t);
-            finish::<R, C>(args, tile, c0, &t.acc, &t.macc);
+            let mut ptrs = [std::ptr::null(); N];
+            for (p, &tile) in ptrs.iter_mut().zip(&tiles) {
+                *p = m.data().as_ptr().add(tile * m.tile_bytes());
+            }
+            let mut t = [t; N];
+            walk_tiles::<F, R, Self, N>(ptrs, m.padded_cols() / 32, &mut t);
+            for (t, &tile) in t.iter().zip(&tiles) {
+                finish::<R, C>(args, tile, c0, &t.acc, &t.macc);
+            }
         }
     }
 }
@@ -491,36 +483,22 @@ unsafe fn finish<const R: usize, const C: usize>(
 /// The [`KernelArgs`] contract, with AVX-512.
 #[inline(always)]
 pub(crate) unsafe fn dense_f32<F: KernelFormat, const R: usize, const C: usize>(args: &KernelArgs<'_>) {
-    let columns = args.input.columns();
-    for tile in args.tiles.clone() {
-        let mut c0 = 0;
-        // Columns in groups of C; the remainder one at a time.
-        while c0 < columns {
-            // SAFETY: forwarded contract; the column group is in range.
-            unsafe {
-                if columns - c0 >= C {
-                    F32Tile::<F, R, C>::run(args, tile, c0);
-                    c0 += C;
-                } else {
-                    F32Tile::<F, R, 1>::run(args, tile, c0);
-                    c0 += 1;
-                }
-            }
-        }
-    }
+    // SAFETY: forwarded contract.
+    unsafe { drive::<F32Tile<F, R, C>, F32Tile<F, R, 1>, C>(args) }
 }
 
 /// The accumulators of one tile and column group of the f32 path: one
 /// vector per row (lanes are weights).
+#[derive(Copy, Clone)]
 struct F32Tile<F, const R: usize, const C: usize> {
     x: [*const f32; C],
     acc: [[__m512; C]; 8],
     _format: PhantomData<F>,
 }
 
-impl<F: KernelFormat, const R: usize, const C: usize> F32Tile<F, R, C> {
+impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for F32Tile<F, R, C> {
     #[inline(always)]
-    unsafe fn run(args: &KernelArgs<'_>, tile: usize, c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: AVX-512 F, guaranteed by the caller.
         let acc = unsafe { [[_mm512_setzero_ps(); C]; 8] };
@@ -530,13 +508,20 @@ impl<F: KernelFormat, const R: usize, const C: usize> F32Tile<F, R, C> {
         }
         // SAFETY: as in `Q8Tile::run`.
         unsafe {
-            walk_tile::<F, R, _>(m.data().as_ptr().add(tile * m.tile_bytes()), m.padded_cols() / 32, &mut t);
-            for c in 0..C {
-                let mut sums = [0.0f32; 8];
-                for (r, s) in sums.iter_mut().enumerate().take(R) {
-                    *s = _mm512_reduce_add_ps(t.acc[r][c]);
+            let mut ptrs = [std::ptr::null(); N];
+            for (p, &tile) in ptrs.iter_mut().zip(&tiles) {
+                *p = m.data().as_ptr().add(tile * m.tile_bytes());
+            }
+            let mut t = [t; N];
+            walk_tiles::<F, R, Self, N>(ptrs, m.padded_cols() / 32, &mut t);
+            for (t, &tile) in t.iter().zip(&tiles) {
+                for c in 0..C {
+                    let mut sums = [0.0f32; 8];
+                    for (r, s) in sums.iter_mut().enumerate().take(R) {
+                        *s = _mm512_reduce_add_ps(t.acc[r][c]);
+                    }
+                    write_rows::<R>(args, tile, c0 + c, &sums);
                 }
-                write_rows::<R>(args, tile, c0 + c, &sums);
             }
         }
     }

@@ -44,7 +44,7 @@ pub(crate) const fn direct_headers<F: KernelFormat>() -> bool {
 
 impl ChunkScales {
     #[inline(always)]
-    pub(crate) fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         ChunkScales {
             s_lo: [0.0; MAX_CHUNK_SLOTS],
             m_lo: [0.0; MAX_CHUNK_SLOTS],
@@ -358,38 +358,13 @@ pub(crate) const PREFETCH_DISTANCE: usize = 4096;
 /// Prefetches the cache lines of `bytes` bytes starting at `p + PREFETCH_DISTANCE`.
 #[inline(always)]
 unsafe fn prefetch_ahead(p: *const u8, bytes: usize) {
-    let (dist, hint) = experiment();
     let mut at = 0;
     while at < bytes {
         // SAFETY: prefetching is a hint and never faults, even past the end
         // of the buffer.
-        unsafe {
-            match hint {
-                0 => {}
-                1 => _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(dist + at).cast()),
-                2 => _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(dist + at).cast()),
-                3 => _mm_prefetch::<_MM_HINT_NTA>(p.wrapping_add(dist + at).cast()),
-                _ => {
-                    _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(4 * dist + at).cast());
-                    _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(dist + at).cast());
-                }
-            }
-        }
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_DISTANCE + at).cast()) };
         at += 64;
     }
-}
-
-fn experiment() -> (usize, u8) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static D: AtomicUsize = AtomicUsize::new(usize::MAX);
-    let v = D.load(Ordering::Relaxed);
-    if v != usize::MAX {
-        return (v >> 4, (v & 15) as u8);
-    }
-    let d: usize = std::env::var("PFD").ok().and_then(|v| v.parse().ok()).unwrap_or(PREFETCH_DISTANCE);
-    let h: usize = std::env::var("PFH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    D.store((d << 4) | h, Ordering::Relaxed);
-    (d, h as u8)
 }
 
 /// [`slot_values`] for integer arrays.
@@ -440,20 +415,24 @@ pub(crate) unsafe fn slot_half_ints<const R: usize>(values: *const i32, g: usize
     }
 }
 
-/// Walks the steps of one tile of `F`'s row-slot layout with `R` rows,
-/// decoding each chunk's headers, and calls `step(codes, first slot, real
-/// slots, scales)` for each step. Full chunks run in a loop whose shape is
-/// fixed at compile time; a partial last chunk (possible only when `R < 4`)
-/// follows.
+/// Walks the steps of `N` tiles of `F`'s row-slot layout with `R` rows in
+/// lockstep, decoding each chunk's headers, and calls `kernels[n].step(codes,
+/// first slot, real slots, scales)` for each step of tile `n`. Full chunks
+/// run in a loop whose shape is fixed at compile time; a partial last chunk
+/// (possible only when `R < 4`) follows.
+///
+/// Walking two tiles at once reads two independent sequential streams,
+/// which a single core pulls from DRAM faster than one (see
+/// `kernels/BENCHMARKS.md`).
 ///
 /// # Safety
-/// `tile` points at a whole tile with `subs` sub-blocks per row; the CPU has
-/// F16C.
+/// Each of `tiles` points at a whole tile with `subs` sub-blocks per row; the
+/// CPU has AVX2 and F16C (and AVX-512 if `K::AVX512`).
 #[inline(always)]
-pub(crate) unsafe fn walk_tile<F: KernelFormat, const R: usize, K: StepKernel>(
-    tile: *const u8,
+pub(crate) unsafe fn walk_tiles<F: KernelFormat, const R: usize, K: StepKernel, const N: usize>(
+    tiles: [*const u8; N],
     subs: usize,
-    kernel: &mut K,
+    kernels: &mut [K; N],
 ) {
     let geometry = SlotGeometry::of::<F>(R);
     let chunk_slots = geometry.chunk_slots;
@@ -463,35 +442,93 @@ pub(crate) unsafe fn walk_tile<F: KernelFormat, const R: usize, K: StepKernel>(
     let chunk_bytes = header_bytes + steps * step_bytes;
     let total = R * subs;
     let full = total / chunk_slots;
-    let mut scales = ChunkScales::new();
-    let mut p = tile;
+    let mut scales = [const { ChunkScales::new() }; N];
     // SAFETY: the offsets follow the layout's own arithmetic (see `pack`).
     unsafe {
         for chunk in 0..full {
-            prefetch_ahead(p, chunk_bytes);
-            if K::AVX512 && R >= 4 && matches!(F::HEADER, HeaderKind::K4 | HeaderKind::K6) {
-                scales.prepare_super_blocks_avx512::<F, R>(p);
-            } else {
-                scales.prepare::<F, R>(p, geometry.chunk_units, chunk_slots);
+            let at = chunk * chunk_bytes;
+            for n in 0..N {
+                let p = tiles[n].add(at);
+                prefetch_ahead(p, chunk_bytes);
+                if K::AVX512 && R >= 4 && matches!(F::HEADER, HeaderKind::K4 | HeaderKind::K6) {
+                    scales[n].prepare_super_blocks_avx512::<F, R>(p);
+                } else {
+                    scales[n].prepare::<F, R>(p, geometry.chunk_units, chunk_slots);
+                }
             }
-            let codes = p.add(header_bytes);
             for i in 0..steps {
-                let sc = scales.step::<F>(p, i, 4);
-                kernel.step(codes.add(i * step_bytes), chunk * chunk_slots + 4 * i, 4, sc);
+                for n in 0..N {
+                    let p = tiles[n].add(at);
+                    let sc = scales[n].step::<F>(p, i, 4);
+                    kernels[n].step(p.add(header_bytes + i * step_bytes), chunk * chunk_slots + 4 * i, 4, sc);
+                }
             }
-            p = p.add(chunk_bytes);
         }
         let rest = total - full * chunk_slots;
         if rest > 0 {
             let units = rest / (R * F::SUBS_PER_UNIT);
-            scales.prepare::<F, R>(p, units, rest);
-            let headers = p;
-            let mut codes = p.add(units * R * F::UNIT_HEADER);
-            for i in 0..rest.div_ceil(4) {
-                let slots = (rest - 4 * i).min(4);
-                let sc = scales.step::<F>(headers, i, slots);
-                kernel.step(codes, full * chunk_slots + 4 * i, slots, sc);
-                codes = codes.add(step_code_bytes(F::CODE_BITS, slots));
+            for n in 0..N {
+                let headers = tiles[n].add(full * chunk_bytes);
+                scales[n].prepare::<F, R>(headers, units, rest);
+                let mut codes = headers.add(units * R * F::UNIT_HEADER);
+                for i in 0..rest.div_ceil(4) {
+                    let slots = (rest - 4 * i).min(4);
+                    let sc = scales[n].step::<F>(headers, i, slots);
+                    kernels[n].step(codes, full * chunk_slots + 4 * i, slots, sc);
+                    codes = codes.add(step_code_bytes(F::CODE_BITS, slots));
+                }
+            }
+        }
+    }
+}
+
+/// Computes tiles for a group of `C` input columns (or one).
+pub(crate) trait TileRunner {
+    /// Computes the tiles `tiles` (walked in lockstep) for the input columns
+    /// starting at `c0`, and writes their outputs.
+    ///
+    /// # Safety
+    /// The [`KernelArgs`] contract; the tiles and columns are in range.
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize);
+}
+
+/// Runs every tile of the call for every input column: columns in groups of
+/// `C` (`Full`), the remainder one at a time (`Rest`); tiles in pairs taken
+/// from the two halves of the range, so that each pair reads two distant
+/// streams, and a last odd tile alone.
+///
+/// # Safety
+/// The [`KernelArgs`] contract.
+#[inline(always)]
+pub(crate) unsafe fn drive<Full: TileRunner, Rest: TileRunner, const C: usize>(args: &KernelArgs<'_>) {
+    let columns = args.input.columns();
+    let (start, end) = (args.tiles.start, args.tiles.end);
+    let half = (end - start) / 2;
+    // SAFETY: forwarded contract; every tile and column group is in range.
+    unsafe {
+        for i in 0..half {
+            let tiles = [start + i, start + half + i];
+            let mut c0 = 0;
+            while c0 < columns {
+                if columns - c0 >= C {
+                    Full::run(args, tiles, c0);
+                    c0 += C;
+                } else {
+                    Rest::run(args, tiles, c0);
+                    c0 += 1;
+                }
+            }
+        }
+        for tile in start + 2 * half..end {
+            let mut c0 = 0;
+            while c0 < columns {
+                if columns - c0 >= C {
+                    Full::run(args, [tile], c0);
+                    c0 += C;
+                } else {
+                    Rest::run(args, [tile], c0);
+                    c0 += 1;
+                }
             }
         }
     }

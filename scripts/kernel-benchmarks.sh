@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Regenerates kernels/BENCHMARKS.md: the GEMV criterion benches (weights
+# streamed from DRAM) and, in the same run, the roofline's DRAM read
+# bandwidth; the table gives each format's best variant per shape and thread
+# count as a percentage of that bandwidth.
+#
+#   scripts/kernel-benchmarks.sh                      # every format (about an hour)
+#   ASDSL_BENCH_FORMATS=q4_0,q4_k,q8_0,q4g32 scripts/kernel-benchmarks.sh
+#
+# Every ASDSL_BENCH_* variable of kernels/benches/gemv.rs applies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=kernels/BENCHMARKS.md
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+
+ASDSL_BENCH_REPORT="$table" cargo bench -p asdsl-kernels --bench gemv -- --noplot "$@" >&2
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+{
+  echo "# Kernel benchmarks"
+  echo
+  echo "Weight bandwidth of the best registry variant per format, shape and thread"
+  echo "count, with weights streamed from DRAM (rotating over copies that exceed four"
+  echo "times the last-level cache), as a percentage of the DRAM read bandwidth that"
+  echo "\`asdsl_kernels::roofline\` measured at the end of the same run. Times are"
+  echo "criterion's median per call; GB/s = 10^9 bytes/s of packed weights."
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- CPU: $cpu, $(nproc) logical CPUs"
+  echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo "- command: \`ASDSL_BENCH_FORMATS=${ASDSL_BENCH_FORMATS:-all} ASDSL_BENCH_SHAPES=${ASDSL_BENCH_SHAPES:-default} ASDSL_BENCH_THREADS=${ASDSL_BENCH_THREADS:-1,2} scripts/kernel-benchmarks.sh\`"
+  echo
+  cat "$table"
+} > "$out"
+echo "wrote $out" >&2
