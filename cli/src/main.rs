@@ -32,6 +32,12 @@ enum Command {
     /// Measure memory read bandwidth (DRAM, L3, L2) and the GEMV speed ceiling it allows.
     #[command(long_about = commands::roofline::LONG_ABOUT, after_help = commands::roofline::AFTER_HELP)]
     Roofline(commands::roofline::RooflineArgs),
+    /// Generate text with a model (Hugging Face folder or GGUF file).
+    #[command(long_about = commands::generate::LONG_ABOUT)]
+    Generate(commands::generate::GenerateArgs),
+    /// Write the logits at every position of a prompt to a safetensors file.
+    #[command(long_about = commands::logits::LONG_ABOUT)]
+    Logits(commands::logits::LogitsArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => commands::info::run(&args),
         Command::Roofline(args) => commands::roofline::run(&args),
+        Command::Generate(args) => commands::generate::run(&args),
+        Command::Logits(args) => commands::logits::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,39 @@
 //! The asdsl model runtime: configuration, loaders, the transformer forward
-//! pass, tokenizer, sampler and generation. (Built in a later issue; this
-//! crate re-exports the kernels it will use.)
+//! pass, sampler and generation.
+//!
+//! - [`config`]: [`ModelConfig`] from a Hugging Face `config.json`, validated.
+//! - [`hf`]: safetensors checkpoints by mmap (single or sharded);
+//!   [`load_gguf`]: GGUF files, tensors run as stored.
+//! - [`quant`]: which format each matrix of a float checkpoint is quantized to.
+//! - [`resolve`]: which kernel variant runs each matrix, chosen once at load.
+//! - [`linear`]: f32 and quantized linear layers.
+//! - [`model`]: a loaded [`Model`]; [`forward`]: its forward pass over a
+//!   KV cache ([`State`]); [`rope`]: rotary embeddings.
+//! - [`sampler`]: greedy and stochastic sampling; [`generate`]: the loop.
+//! - [`exec`]: the threads a model runs on.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod forward;
+pub mod generate;
+pub mod gguf;
+pub mod hf;
+pub mod linear;
+pub mod load_gguf;
+pub mod model;
+pub mod quant;
+pub mod resolve;
+pub mod rope;
+pub mod sampler;
+pub mod tokenizer;
 
 pub use asdsl_kernels as kernels;
+pub use config::ModelConfig;
+pub use error::ModelError;
+pub use exec::Exec;
+pub use forward::State;
+pub use model::{LoadOptions, Model};
+pub use quant::QuantSpec;
+pub use sampler::{Sampler, SamplerConfig};

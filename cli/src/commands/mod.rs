@@ -1,6 +1,8 @@
 //! One module per `asdsl` command: its clap arguments and its `run`.
 
+pub mod generate;
 pub mod info;
+pub mod logits;
 pub mod roofline;
 
 use asdsl_kernels::variant::Variant;

@@ -1,0 +1,113 @@
+//! Typed errors of the model runtime.
+
+use std::path::PathBuf;
+
+use asdsl_kernels::KernelError;
+use thiserror::Error;
+
+/// Everything that can go wrong while loading or running a model.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// A file could not be read.
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A JSON file (config.json, the safetensors index, ...) is not valid JSON.
+    #[error("{} is not valid JSON", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A configuration field is missing, zero, of the wrong type or
+    /// inconsistent with another.
+    #[error("{}: field `{field}`: {reason}", path.display())]
+    Config {
+        /// The configuration file (config.json, or a GGUF file for its metadata).
+        path: PathBuf,
+        /// The field.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A safetensors file is malformed.
+    #[error("{}: {reason}", path.display())]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor the architecture needs is not in the checkpoint.
+    #[error("tensor `{name}` is missing from {}", path.display())]
+    MissingTensor {
+        /// The tensor name.
+        name: String,
+        /// The model folder or file.
+        path: PathBuf,
+    },
+    /// A tensor's shape does not match the configuration.
+    #[error("tensor `{name}` has shape {found:?}, the config implies {expected:?}")]
+    TensorShape {
+        /// The tensor name.
+        name: String,
+        /// The shape the configuration implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor has an element type the loader does not handle.
+    #[error("tensor `{name}` has element type {dtype}, which is not supported here")]
+    UnsupportedDtype {
+        /// The tensor name.
+        name: String,
+        /// Its element type.
+        dtype: String,
+    },
+    /// A model, option or combination that is not supported.
+    #[error("{0}")]
+    Unsupported(String),
+    /// An invalid argument (token id out of range, empty prompt, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The prompt (plus what is to be generated) does not fit the context.
+    #[error("{needed} tokens do not fit the context of {context} tokens")]
+    ContextOverflow {
+        /// Positions needed.
+        needed: usize,
+        /// The context length.
+        context: usize,
+    },
+    /// An error from the kernel library.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// A malformed GGUF file or metadata value.
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    /// A tokenizer that cannot be loaded or run.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    /// A chat template that cannot be rendered.
+    #[error(transparent)]
+    Chat(#[from] crate::chat::ChatError),
+}
+
+impl ModelError {
+    /// A [`ModelError::Config`] for `field` of `path`.
+    pub fn config(path: impl Into<PathBuf>, field: impl Into<String>, reason: impl Into<String>) -> ModelError {
+        ModelError::Config { path: path.into(), field: field.into(), reason: reason.into() }
+    }
+
+    /// A [`ModelError::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ModelError {
+        ModelError::Io { path: path.into(), source }
+    }
+}
+
+/// Results of the model runtime.
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
