@@ -3,3 +3,5 @@
 //! crate re-exports the kernels it will use.)
 
 pub use asdsl_kernels as kernels;
+
+pub mod geometry;

@@ -1,7 +1,9 @@
 //! One module per `asdsl` command: its clap arguments and its `run`.
 
 pub mod info;
+pub mod plan;
 pub mod roofline;
+pub mod tune;
 
 use asdsl_kernels::variant::Variant;
 
