@@ -26,9 +26,12 @@
 //!   [`TIE`] and their interquartile spread), both get [`TIE_SAMPLES`] more
 //!   samples, interleaved (rebuilding their layouts if they differ).
 //! - **Budget.** Each key gets a share of [`TuneOptions::budget`] (half
-//!   shared equally, half by weight bytes); refinement and tie-breaks stop at
-//!   the share's deadline. Screening always runs, so a budget too small for
-//!   the keys is exceeded rather than producing no plan.
+//!   shared equally, half by weight bytes), and each of its layouts an equal
+//!   part of that; refinement and tie-breaks stop at the deadline, and a
+//!   layout reached late is screened with one sample per candidate and no
+//!   partition search. Every candidate is still measured once, so a budget
+//!   too small for the keys (or a busy machine) is exceeded rather than
+//!   producing no plan.
 //!
 //! [`sweep`] measures every candidate with the same number of samples and no
 //! pruning: the exhaustive reference the tuner's choices are checked against.
@@ -604,9 +607,13 @@ impl<'a> KeyBench<'a> {
                 report(&name, Some(t), Stage::Screening);
                 let mut mine: Vec<Cand> =
                     self.variants_of(gi).into_iter().map(|v| self.cand(v, Partition::default(), gi)).collect();
-                self.screen(&mut group, &mut mine, ti, best[ti])?;
+                // Behind schedule (a slow or busy machine): one sample per
+                // candidate and no partition search, to stay near the budget.
+                let late = Instant::now() >= group_deadline;
+                let samples = if late { 1 } else { SCREEN_SAMPLES };
+                self.screen(&mut group, &mut mine, ti, best[ti], samples)?;
                 best[ti] = best[ti].min(best_alive(&mine));
-                if t > 1 {
+                if t > 1 && !late {
                     report(&name, Some(t), Stage::Partitions);
                     let mut extra = Vec::new();
                     for c in mine.iter().filter(|c| !c.pruned && c.median() <= best[ti] * (1.0 + PRUNE)) {
@@ -614,7 +621,7 @@ impl<'a> KeyBench<'a> {
                             extra.push(self.cand(c.variant, p, gi));
                         }
                     }
-                    self.screen(&mut group, &mut extra, ti, best[ti])?;
+                    self.screen(&mut group, &mut extra, ti, best[ti], SCREEN_SAMPLES)?;
                     mine.extend(extra);
                     best[ti] = best[ti].min(best_alive(&mine));
                 }
@@ -677,10 +684,17 @@ impl<'a> KeyBench<'a> {
         Ok(cands)
     }
 
-    /// Warm-up and [`SCREEN_SAMPLES`] samples of each candidate, interleaved;
-    /// clear losers dropped after their first sample, the rest pruned
-    /// against `best` (the best median so far) at the end.
-    fn screen(&mut self, group: &mut Group, cands: &mut [Cand], ti: usize, best: f64) -> Result<(), PlanError> {
+    /// Warm-up and `samples` samples of each candidate, interleaved; clear
+    /// losers dropped after their first sample, the rest pruned against
+    /// `best` (the best median so far) at the end.
+    fn screen(
+        &mut self,
+        group: &mut Group,
+        cands: &mut [Cand],
+        ti: usize,
+        best: f64,
+        samples: usize,
+    ) -> Result<(), PlanError> {
         let mut best = best;
         for c in cands.iter_mut() {
             self.first_sample(group, c, ti)?;
@@ -689,7 +703,7 @@ impl<'a> KeyBench<'a> {
             }
             best = best.min(c.median());
         }
-        for _ in 1..SCREEN_SAMPLES {
+        for _ in 1..samples {
             for c in cands.iter_mut().filter(|c| !c.pruned) {
                 self.more_samples(group, c, ti)?;
             }
