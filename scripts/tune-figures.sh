@@ -11,7 +11,9 @@
 #
 # Usage: scripts/tune-figures.sh            (writes kernels/TUNING.md)
 # Environment: GEOMETRY (phi4-mini), QUANT (q4_0), THREADS (1,2), BUDGET (60),
-#              OUT (kernels/TUNING.md), CARGO_TARGET_DIR (target).
+#              OUT (kernels/TUNING.md), CARGO_TARGET_DIR (target),
+#              ASDSL_BIN (use this asdsl binary instead of building one),
+#              NOTE (a paragraph to add to the file, e.g. about the machine).
 # Run it on a quiet machine: other processes on the cores or the memory bus
 # move every number.
 set -euo pipefail
@@ -24,8 +26,12 @@ BUDGET=${BUDGET:-60}
 OUT=${OUT:-kernels/TUNING.md}
 TARGET=${CARGO_TARGET_DIR:-target}
 
-cargo build --release -p asdsl >&2
-BIN="$TARGET/release/asdsl"
+if [ -n "${ASDSL_BIN:-}" ]; then
+  BIN=$ASDSL_BIN
+else
+  cargo build --release -p asdsl >&2
+  BIN="$TARGET/release/asdsl"
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
