@@ -367,6 +367,34 @@ fn pack<F: KernelFormat>(rows: usize, cols: usize, blocks: &[u8], layout: Layout
     }
 }
 
+/// One bit plane of the packed codes: which bits of each code it holds.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum Plane {
+    /// Bits 0–3, two codes per byte.
+    Nibbles,
+    /// Bits `shift..shift + 2`, four codes per byte.
+    Crumbs { shift: u32 },
+    /// Bit `shift`, eight codes per byte.
+    Bits { shift: u32 },
+    /// All eight bits, one code per byte.
+    Bytes,
+}
+
+/// The planes that `bits`-bit codes are split into, low bits first. Both
+/// packed layouts (row slots and columns) store these planes, each in its
+/// own order of codes.
+pub(crate) const fn planes(bits: u32) -> &'static [Plane] {
+    match bits {
+        2 => &[Plane::Crumbs { shift: 0 }],
+        3 => &[Plane::Crumbs { shift: 0 }, Plane::Bits { shift: 2 }],
+        4 => &[Plane::Nibbles],
+        5 => &[Plane::Nibbles, Plane::Bits { shift: 4 }],
+        6 => &[Plane::Nibbles, Plane::Crumbs { shift: 4 }],
+        8 => &[Plane::Bytes],
+        _ => panic!("code widths are 2 to 6 or 8 bits"),
+    }
+}
+
 /// Bytes of the codes of one step of four slots (`slots` of them real) for
 /// `bits`-bit codes. Nibble and byte planes shrink with the slots of a
 /// partial step; crumb and bit planes are always whole.
