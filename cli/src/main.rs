@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
     GEMV variants at build time, measures them on this machine and runs every matrix of a \
     model with the best one.\n\n\
     Environment: ASDSL_FORCE_ISA=scalar|avx2|avx512 caps the instruction set the kernels may \
-    use (for testing and comparison).")]
+    use (for testing and comparison); ASDSL_PLAN=FILE names the kernel plan to use.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +38,12 @@ enum Command {
     /// Write the logits at every position of a prompt to a safetensors file.
     #[command(long_about = commands::logits::LONG_ABOUT)]
     Logits(commands::logits::LogitsArgs),
+    /// Measure the kernel variants for a model's matrices on this machine and write the plan.
+    #[command(long_about = commands::tune::LONG_ABOUT, after_help = commands::tune::AFTER_HELP)]
+    Tune(commands::tune::TuneArgs),
+    /// Show a kernel plan, or where this machine's plan lives.
+    #[command(long_about = commands::plan::LONG_ABOUT)]
+    Plan(commands::plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +53,8 @@ fn main() -> ExitCode {
         Command::Roofline(args) => commands::roofline::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Logits(args) => commands::logits::run(&args),
+        Command::Tune(args) => commands::tune::run(&args),
+        Command::Plan(args) => commands::plan::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,6 +18,8 @@
 //! - [`cpu`]: CPU detection and the `ASDSL_FORCE_ISA` cap; a variant whose
 //!   ISA is not allowed is refused, never run.
 //! - [`roofline`]: this machine's memory bandwidth and the GEMV ceiling it sets.
+//! - [`tune`]: the autotuner, the per-machine plan it writes, and the
+//!   heuristic default used where no plan fits.
 
 pub mod cpu;
 pub mod error;
@@ -29,6 +31,7 @@ pub mod pack;
 pub mod registry;
 pub mod roofline;
 pub mod run;
+pub mod tune;
 pub mod variant;
 
 pub use error::KernelError;

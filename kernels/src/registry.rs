@@ -19,8 +19,24 @@
 //! that is written by hand is a few drivers, and the compile time is that of
 //! LLVM optimizing the 1,128 instantiations.
 
+//!
+//! The unit tests inside this crate (CPU detection, roofline) never touch the
+//! variants, which the integration tests in `kernels/tests/` exercise; so the
+//! crate's own test build leaves the space out, which halves the time of
+//! `cargo test`.
+
+#[cfg(not(test))]
 use crate::formats::{Q4_0, Q4_1, Q4K, Q5_0, Q5_1, Q5K, Q6K, Q8_0, native::*};
 
+/// Empty in the crate's own unit-test build (see the module docs).
+#[cfg(test)]
+pub static VARIANTS: &[crate::variant::Variant] = &[];
+
+/// Zero in the crate's own unit-test build (see the module docs).
+#[cfg(test)]
+pub const VARIANTS_DECLARED: usize = 0;
+
+#[cfg(not(test))]
 kernel_macros::variant_space! {
     /// Every generated variant, in declaration order (format outermost).
     pub static VARIANTS: [crate::variant::Variant];

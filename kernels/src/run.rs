@@ -137,6 +137,11 @@ impl Gemv {
         self.variant.activation == Activation::Q8
     }
 
+    /// A borrowed view of this pair (see [`GemvRef`]).
+    pub fn borrowed(&self) -> GemvRef<'_> {
+        GemvRef { variant: self.variant, matrix: &self.matrix }
+    }
+
     /// `out[c * rows + r] = sum_k W[r][k] * x_c[k]` for every input column
     /// `c`, on `threads` threads partitioned by `partition`.
     pub fn run(
@@ -146,7 +151,70 @@ impl Gemv {
         threads: &Threads,
         partition: Partition,
     ) -> Result<(), KernelError> {
-        let m = &self.matrix;
+        self.borrowed().run(input, out, threads, partition)
+    }
+}
+
+/// A variant and a packed matrix it borrows, checked like [`Gemv::new`].
+/// Several variants that read the same layout (every SIMD variant of one
+/// format and tile-row count) can run over one packed matrix this way; the
+/// tuner uses it to measure them over the same copies of the weights.
+#[derive(Copy, Clone, Debug)]
+pub struct GemvRef<'a> {
+    variant: &'static Variant,
+    matrix: &'a PackedMatrix,
+}
+
+impl<'a> GemvRef<'a> {
+    /// Pairs `variant` with `matrix`; fails like [`Gemv::new`] if the CPU
+    /// does not allow the variant or the matrix is not in its layout.
+    pub fn new(variant: &'static Variant, matrix: &'a PackedMatrix) -> Result<GemvRef<'a>, KernelError> {
+        crate::cpu::check_variant(variant.name, variant.isa)?;
+        if matrix.format() != variant.format || matrix.layout() != Layout::for_variant(variant) {
+            return Err(KernelError::Layout(format!(
+                "{} needs {} in layout {:?}, the matrix is {} in {:?}",
+                variant.name,
+                variant.format,
+                Layout::for_variant(variant),
+                matrix.format(),
+                matrix.layout()
+            )));
+        }
+        Ok(GemvRef { variant, matrix })
+    }
+
+    /// Pairs a variant with a matrix without the checks of [`GemvRef::new`]
+    /// (which cost more than a small product, so the tuner checks once per
+    /// batch of calls).
+    ///
+    /// # Safety
+    ///
+    /// [`GemvRef::new`] must have accepted this variant with a matrix of the
+    /// same format and layout (so the CPU allows the variant's ISA and the
+    /// kernel reads the layout it was written for).
+    pub(crate) unsafe fn trusted(variant: &'static Variant, matrix: &'a PackedMatrix) -> GemvRef<'a> {
+        GemvRef { variant, matrix }
+    }
+
+    /// The variant.
+    pub fn variant(&self) -> &'static Variant {
+        self.variant
+    }
+
+    /// Whether inputs must be prepared with int8 activations.
+    pub fn needs_q8(&self) -> bool {
+        self.variant.activation == Activation::Q8
+    }
+
+    /// As [`Gemv::run`].
+    pub fn run(
+        &self,
+        input: &Input,
+        out: &mut [f32],
+        threads: &Threads,
+        partition: Partition,
+    ) -> Result<(), KernelError> {
+        let m = self.matrix;
         if input.k() != m.cols() {
             return Err(KernelError::Shape(format!(
                 "input of {} values for a matrix of {} columns",

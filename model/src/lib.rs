@@ -11,6 +11,8 @@
 //!   KV cache ([`State`]); [`rope`]: rotary embeddings.
 //! - [`sampler`]: greedy and stochastic sampling; [`generate`]: the loop.
 //! - [`exec`]: the threads a model runs on.
+//! - [`geometry`]: the named model shapes (smollm2-135m, llama-1b, phi4-mini,
+//!   llama-8b) and the GEMV keys of one decode step.
 
 pub mod chat;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod exec;
 pub mod forward;
 pub mod generate;
+pub mod geometry;
 pub mod gguf;
 pub mod hf;
 pub mod linear;

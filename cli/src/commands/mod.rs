@@ -3,7 +3,9 @@
 pub mod generate;
 pub mod info;
 pub mod logits;
+pub mod plan;
 pub mod roofline;
+pub mod tune;
 
 use asdsl_kernels::variant::Variant;
 

@@ -80,7 +80,7 @@ pub struct RooflineArgs {
 pub struct ThreadList(pub Vec<usize>);
 
 /// Parses `N` (1..=N), or a comma list of counts and ranges `A-B`.
-fn parse_threads(s: &str) -> Result<ThreadList, String> {
+pub(crate) fn parse_threads(s: &str) -> Result<ThreadList, String> {
     let s = s.trim();
     let count = |p: &str| -> Result<usize, String> {
         match p.trim().parse::<usize>() {
@@ -119,7 +119,7 @@ fn parse_shape(s: &str) -> Result<(usize, usize), String> {
     roofline::parse_shape(s).map_err(|e| e.to_string())
 }
 
-fn parse_format(s: &str) -> Result<Format, String> {
+pub(crate) fn parse_format(s: &str) -> Result<Format, String> {
     s.parse::<Format>().map_err(|e| e.to_string())
 }
 

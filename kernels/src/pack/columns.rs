@@ -15,7 +15,7 @@
 //! with the same planes per code width as the row-slot layout
 //! ([`super::slots`]). A column of a zero activation is never read.
 
-use super::SplitRow;
+use super::{Plane, SplitRow, planes};
 use crate::kernel::KernelFormat;
 
 /// Bytes of one column's codes for `rows` rows (a multiple of 16).
@@ -43,38 +43,25 @@ pub(crate) fn pack<F: KernelFormat>(rows: &[SplitRow], units: usize) -> Vec<u8> 
 }
 
 fn write_column(bits: u32, codes: &[u8], out: &mut Vec<u8>) {
-    let nibbles = |out: &mut Vec<u8>| {
-        for g in codes.chunks_exact(16) {
-            out.extend((0..8).map(|i| (g[i] & 0xF) | ((g[i + 8] & 0xF) << 4)));
+    for plane in planes(bits) {
+        match *plane {
+            Plane::Nibbles => {
+                for g in codes.chunks_exact(16) {
+                    out.extend((0..8).map(|i| (g[i] & 0xF) | ((g[i + 8] & 0xF) << 4)));
+                }
+            }
+            Plane::Crumbs { shift } => {
+                for g in codes.chunks_exact(16) {
+                    out.extend((0..4).map(|i| (0..4).fold(0u8, |b, j| b | (((g[4 * j + i] >> shift) & 3) << (2 * j)))));
+                }
+            }
+            Plane::Bits { shift } => {
+                for g in codes.chunks_exact(16) {
+                    let mask = (0..16).fold(0u16, |m, i| m | ((((g[i] >> shift) & 1) as u16) << i));
+                    out.extend_from_slice(&mask.to_le_bytes());
+                }
+            }
+            Plane::Bytes => out.extend_from_slice(codes),
         }
-    };
-    let crumbs = |out: &mut Vec<u8>, shift: u32| {
-        for g in codes.chunks_exact(16) {
-            out.extend((0..4).map(|i| (0..4).fold(0u8, |b, j| b | (((g[4 * j + i] >> shift) & 3) << (2 * j)))));
-        }
-    };
-    let bitplane = |out: &mut Vec<u8>, shift: u32| {
-        for g in codes.chunks_exact(16) {
-            let mask = (0..16).fold(0u16, |m, i| m | ((((g[i] >> shift) & 1) as u16) << i));
-            out.extend_from_slice(&mask.to_le_bytes());
-        }
-    };
-    match bits {
-        2 => crumbs(out, 0),
-        3 => {
-            crumbs(out, 0);
-            bitplane(out, 2);
-        }
-        4 => nibbles(out),
-        5 => {
-            nibbles(out);
-            bitplane(out, 4);
-        }
-        6 => {
-            nibbles(out);
-            crumbs(out, 4);
-        }
-        8 => out.extend_from_slice(codes),
-        _ => unreachable!("code widths are 2 to 6 or 8 bits"),
     }
 }

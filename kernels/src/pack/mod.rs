@@ -212,6 +212,44 @@ impl PackedMatrix {
     pub fn weight_bytes(&self) -> usize {
         self.data.len
     }
+
+    /// This matrix stacked `times` times on top of itself (rows `r` and
+    /// `r + k * rows` equal), without packing again: the tuner builds large
+    /// random matrices this way. Only for layouts whose tiles are packed
+    /// independently of each other (blocks, and row slots when the rows fill
+    /// whole tiles); `None` otherwise.
+    pub fn stacked(&self, times: usize) -> Option<PackedMatrix> {
+        let whole_tiles = match self.layout {
+            Layout::Blocks => true,
+            Layout::RowSlots { tile_rows } => self.rows.is_multiple_of(tile_rows),
+            Layout::ColumnMajor => false,
+        };
+        if !whole_tiles || times == 0 || self.data.len != self.tiles * self.tile_bytes {
+            return None;
+        }
+        let data = self.data.as_slice().repeat(times);
+        Some(PackedMatrix {
+            rows: self.rows * times,
+            tiles: self.tiles * times,
+            data: AlignedBytes::from_slice(&data),
+            ..self.clone_header()
+        })
+    }
+
+    /// Every field but the data (which is left empty).
+    fn clone_header(&self) -> PackedMatrix {
+        PackedMatrix {
+            format: self.format,
+            layout: self.layout,
+            rows: self.rows,
+            cols: self.cols,
+            padded_cols: self.padded_cols,
+            tile_rows: self.tile_rows,
+            tiles: self.tiles,
+            tile_bytes: self.tile_bytes,
+            data: AlignedBytes::default(),
+        }
+    }
 }
 
 /// Quantizes row-major f32 weights into blocks of `format`, padding each row
@@ -326,6 +364,34 @@ fn pack<F: KernelFormat>(rows: usize, cols: usize, blocks: &[u8], layout: Layout
                 ..base
             })
         }
+    }
+}
+
+/// One bit plane of the packed codes: which bits of each code it holds.
+#[derive(Copy, Clone, Debug)]
+pub(crate) enum Plane {
+    /// Bits 0–3, two codes per byte.
+    Nibbles,
+    /// Bits `shift..shift + 2`, four codes per byte.
+    Crumbs { shift: u32 },
+    /// Bit `shift`, eight codes per byte.
+    Bits { shift: u32 },
+    /// All eight bits, one code per byte.
+    Bytes,
+}
+
+/// The planes that `bits`-bit codes are split into, low bits first. Both
+/// packed layouts (row slots and columns) store these planes, each in its
+/// own order of codes.
+pub(crate) const fn planes(bits: u32) -> &'static [Plane] {
+    match bits {
+        2 => &[Plane::Crumbs { shift: 0 }],
+        3 => &[Plane::Crumbs { shift: 0 }, Plane::Bits { shift: 2 }],
+        4 => &[Plane::Nibbles],
+        5 => &[Plane::Nibbles, Plane::Bits { shift: 4 }],
+        6 => &[Plane::Nibbles, Plane::Crumbs { shift: 4 }],
+        8 => &[Plane::Bytes],
+        _ => panic!("code widths are 2 to 6 or 8 bits"),
     }
 }
 

@@ -28,7 +28,7 @@
 //! A partial last step (`R` of 1 or 2 only) stores nibble and byte planes
 //! for its real slots only; crumb and bit planes whole, with zero bits.
 
-use super::{SlotGeometry, SplitRow};
+use super::{Plane, SlotGeometry, SplitRow, planes};
 use crate::kernel::KernelFormat;
 
 /// Appends tile `rows` (already split, `R` of them) to `out`.
@@ -63,46 +63,35 @@ pub(crate) fn pack_tile<F: KernelFormat>(rows: &[SplitRow], tile_rows: usize, un
 
 fn write_step(bits: u32, slots: [Option<&[u8]>; 4], n: usize, out: &mut Vec<u8>) {
     let code = |j: usize, i: usize| slots[j].map_or(0, |c| c[i]);
-    let nibbles = |out: &mut Vec<u8>| {
-        for j in 0..n {
-            out.extend((0..16).map(|i| (code(j, i) & 0xF) | ((code(j, i + 16) & 0xF) << 4)));
-        }
-    };
-    let crumbs = |out: &mut Vec<u8>, shift: u32| {
-        for half in [0, 16] {
-            out.extend((0..16).map(|i| (0..4).fold(0u8, |b, j| b | (((code(j, half + i) >> shift) & 3) << (2 * j)))));
-        }
-    };
-    let bitplane = |out: &mut Vec<u8>, shift: u32| {
-        for half in [0, 16] {
-            let mask = (0..4)
-                .flat_map(|j| (0..16).map(move |i| (j, i)))
-                .fold(0u64, |m, (j, i)| m | ((((code(j, half + i) >> shift) & 1) as u64) << (16 * j + i)));
-            out.extend_from_slice(&mask.to_le_bytes());
-        }
-    };
-    match bits {
-        2 => crumbs(out, 0),
-        3 => {
-            crumbs(out, 0);
-            bitplane(out, 2);
-        }
-        4 => nibbles(out),
-        5 => {
-            nibbles(out);
-            bitplane(out, 4);
-        }
-        6 => {
-            nibbles(out);
-            crumbs(out, 4);
-        }
-        8 => {
-            for half in [0, 16] {
+    for plane in planes(bits) {
+        match *plane {
+            Plane::Nibbles => {
                 for j in 0..n {
-                    out.extend((0..16).map(|i| code(j, half + i)));
+                    out.extend((0..16).map(|i| (code(j, i) & 0xF) | ((code(j, i + 16) & 0xF) << 4)));
+                }
+            }
+            Plane::Crumbs { shift } => {
+                for half in [0, 16] {
+                    out.extend(
+                        (0..16).map(|i| (0..4).fold(0u8, |b, j| b | (((code(j, half + i) >> shift) & 3) << (2 * j)))),
+                    );
+                }
+            }
+            Plane::Bits { shift } => {
+                for half in [0, 16] {
+                    let mask = (0..4)
+                        .flat_map(|j| (0..16).map(move |i| (j, i)))
+                        .fold(0u64, |m, (j, i)| m | ((((code(j, half + i) >> shift) & 1) as u64) << (16 * j + i)));
+                    out.extend_from_slice(&mask.to_le_bytes());
+                }
+            }
+            Plane::Bytes => {
+                for half in [0, 16] {
+                    for j in 0..n {
+                        out.extend((0..16).map(|i| code(j, half + i)));
+                    }
                 }
             }
         }
-        _ => unreachable!("code widths are 2 to 6 or 8 bits"),
     }
 }

@@ -224,12 +224,7 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> TileRunner for 
         // SAFETY: the tile lies within the packed data (the layout's
         // invariant); AVX-512 is guaranteed by the caller.
         unsafe {
-            let mut ptrs = [std::ptr::null(); N];
-            for (p, &tile) in ptrs.iter_mut().zip(&tiles) {
-                *p = m.data().as_ptr().add(tile * m.tile_bytes());
-            }
-            let mut t = [t; N];
-            walk_tiles::<F, R, Self, N>(ptrs, m.padded_cols() / 32, &mut t);
+            let t = walk_tiles::<F, R, Self, N>(m, tiles, t);
             for (t, &tile) in t.iter().zip(&tiles) {
                 finish::<R, C>(args, tile, c0, &t.acc, &t.macc);
             }
@@ -508,12 +503,7 @@ impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for F32Tile<F, 
         }
         // SAFETY: as in `Q8Tile::run`.
         unsafe {
-            let mut ptrs = [std::ptr::null(); N];
-            for (p, &tile) in ptrs.iter_mut().zip(&tiles) {
-                *p = m.data().as_ptr().add(tile * m.tile_bytes());
-            }
-            let mut t = [t; N];
-            walk_tiles::<F, R, Self, N>(ptrs, m.padded_cols() / 32, &mut t);
+            let t = walk_tiles::<F, R, Self, N>(m, tiles, t);
             for (t, &tile) in t.iter().zip(&tiles) {
                 for c in 0..C {
                     let mut sums = [0.0f32; 8];

@@ -12,7 +12,7 @@ pub(crate) mod colsparse;
 use std::arch::x86_64::*;
 
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat, unit_affine};
-use crate::pack::{SlotGeometry, step_code_bytes};
+use crate::pack::{PackedMatrix, SlotGeometry, step_code_bytes};
 
 /// Most slots in one chunk: `lcm(4, 8 tile rows * 8 sub-blocks per unit)`.
 const MAX_CHUNK_SLOTS: usize = 64;
@@ -425,15 +425,26 @@ pub(crate) unsafe fn slot_half_ints<const R: usize>(values: *const i32, g: usize
 /// which a single core pulls from DRAM faster than one (see
 /// `kernels/BENCHMARKS.md`).
 ///
+/// Returns the `N` copies of `kernel`, one per tile, holding their sums.
+///
 /// # Safety
-/// Each of `tiles` points at a whole tile with `subs` sub-blocks per row; the
-/// CPU has AVX2 and F16C (and AVX-512 if `K::AVX512`).
+/// `m` is packed in `F`'s row-slot layout with `R` rows per tile, and each
+/// of `tiles` is below `m.tiles()`; the CPU has AVX2 and F16C (and AVX-512
+/// if `K::AVX512`).
 #[inline(always)]
-pub(crate) unsafe fn walk_tiles<F: KernelFormat, const R: usize, K: StepKernel, const N: usize>(
-    tiles: [*const u8; N],
-    subs: usize,
-    kernels: &mut [K; N],
-) {
+pub(crate) unsafe fn walk_tiles<F: KernelFormat, const R: usize, K: StepKernel + Copy, const N: usize>(
+    m: &PackedMatrix,
+    tiles: [usize; N],
+    kernel: K,
+) -> [K; N] {
+    let mut kernels = [kernel; N];
+    let mut starts = [std::ptr::null(); N];
+    for (start, &tile) in starts.iter_mut().zip(&tiles) {
+        // SAFETY: the tile lies within the packed data (the caller's guarantee).
+        *start = unsafe { m.data().as_ptr().add(tile * m.tile_bytes()) };
+    }
+    let tiles = starts;
+    let subs = m.padded_cols() / 32;
     let geometry = SlotGeometry::of::<F>(R);
     let chunk_slots = geometry.chunk_slots;
     let steps = chunk_slots / 4;
@@ -480,6 +491,7 @@ pub(crate) unsafe fn walk_tiles<F: KernelFormat, const R: usize, K: StepKernel, 
             }
         }
     }
+    kernels
 }
 
 /// Computes tiles for a group of `C` input columns (or one).
