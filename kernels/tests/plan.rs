@@ -154,7 +154,7 @@ fn damaged_plans_are_errors_not_panics() {
         ("\"threads\": 1", "\"threads\": 0"),
         ("\"rows\": 256", "\"rows\": 0"),
         ("\"cols\": 512", "\"cols\": 500"),
-        ("\"secs\": 1e-5", "\"secs\": -1.0"),
+        ("\"secs\": 0.00001", "\"secs\": -1.0"),
         ("\"rows_per_chunk\": 256", "\"rows_per_chunk\": 0"),
         ("\"schedule\": \"static\"", "\"schedule\": \"sometimes\""),
         ("\"registry_variants\"", "\"registry_variantz\""),
