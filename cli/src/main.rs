@@ -5,6 +5,7 @@
 //! a non-zero exit code.
 
 mod commands;
+mod default_model;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,15 @@ enum Command {
     /// Write the logits at every position of a prompt to a safetensors file.
     #[command(long_about = commands::logits::LONG_ABOUT)]
     Logits(commands::logits::LogitsArgs),
+    /// Measure prompt and decode speed like llama-bench, with the share of the DRAM roofline.
+    #[command(long_about = commands::bench::LONG_ABOUT, after_help = commands::bench::AFTER_HELP)]
+    Bench(commands::bench::BenchArgs),
+    /// Write a seeded random-weight model of a named geometry as a GGUF file (for llama.cpp too).
+    #[command(long_about = commands::export::LONG_ABOUT, after_help = commands::export::AFTER_HELP)]
+    Export(commands::export::ExportArgs),
+    /// Perplexity of a model on a text (llama.cpp's method), and KL divergence against a saved base.
+    #[command(long_about = commands::perplexity::LONG_ABOUT)]
+    Perplexity(commands::perplexity::PerplexityArgs),
     /// Measure the kernel variants for a model's matrices on this machine and write the plan.
     #[command(long_about = commands::tune::LONG_ABOUT, after_help = commands::tune::AFTER_HELP)]
     Tune(commands::tune::TuneArgs),
@@ -53,6 +63,9 @@ fn main() -> ExitCode {
         Command::Roofline(args) => commands::roofline::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Logits(args) => commands::logits::run(&args),
+        Command::Bench(args) => commands::bench::run(&args),
+        Command::Export(args) => commands::export::run(&args),
+        Command::Perplexity(args) => commands::perplexity::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
     };

@@ -14,7 +14,8 @@
 //!   descriptor and name; [`kernel`] and [`isa`]: the shared bodies the
 //!   variants are compiled from.
 //! - [`run`]: a matrix resolved to one variant ([`run::Gemv`]), run with an
-//!   explicit thread count and row partition.
+//!   explicit thread count (a team of workers that spin between jobs, so
+//!   that back-to-back GEMVs start without a wake-up) and row partition.
 //! - [`cpu`]: CPU detection and the `ASDSL_FORCE_ISA` cap; a variant whose
 //!   ISA is not allowed is refused, never run.
 //! - [`roofline`]: this machine's memory bandwidth and the GEMV ceiling it sets.
@@ -31,6 +32,7 @@ pub mod pack;
 pub mod registry;
 pub mod roofline;
 pub mod run;
+mod team;
 pub mod tune;
 pub mod variant;
 

@@ -37,6 +37,8 @@ use serde::{Deserialize, Serialize};
 use crate::cpu::{self, CpuInfo};
 use crate::error::KernelError;
 use crate::formats::Format;
+#[cfg(target_arch = "x86_64")]
+use crate::kernel::x86::PREFETCH_DISTANCE;
 use crate::variant::Isa;
 
 /// 2^20 bytes.
@@ -63,6 +65,9 @@ pub struct Bandwidth {
     pub bytes_per_rep: u64,
     /// Independent streams per thread of the reported result (the best of `sweep`).
     pub streams: usize,
+    /// Whether the reported result prefetched in software.
+    #[serde(default)]
+    pub prefetch: bool,
     /// Vector width of the read kernel: `avx512`, `avx2` or `scalar`.
     pub read_isa: String,
     /// Timed repetitions (per stream count).
@@ -80,11 +85,15 @@ pub struct Bandwidth {
     pub sweep: Vec<StreamResult>,
 }
 
-/// The result for one stream count.
+/// The result for one stream count, with or without software prefetch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamResult {
     /// Independent streams per thread.
     pub streams: usize,
+    /// Whether the read kernel prefetched in software, 4 KiB ahead in each
+    /// stream (as the GEMV kernels do).
+    #[serde(default)]
+    pub prefetch: bool,
     /// Median, GB/s.
     pub median_gbs: f64,
     /// Slowest repetition, GB/s.
@@ -298,7 +307,12 @@ pub fn read_bandwidth_with(
         .build()
         .map_err(|e| KernelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
 
-    let total_reps = opts.reps * opts.streams.len();
+    // Every stream count, with and without software prefetch (SIMD kernels);
+    // the best is the ceiling: a read that any access pattern can reach.
+    let prefetch_modes: &[bool] = if kernel == ReadKernel::Scalar { &[false] } else { &[false, true] };
+    let configs: Vec<(usize, bool)> =
+        opts.streams.iter().flat_map(|&s| prefetch_modes.iter().map(move |&p| (s, p))).collect();
+    let total_reps = opts.reps * configs.len();
     progress(Progress { done: 0, total: total_reps });
     let buffer = Buffer::new(&pool, chunk, threads, opts.huge_pages)?;
     let data = buffer.as_slice();
@@ -306,25 +320,24 @@ pub fn read_bandwidth_with(
 
     // Warm-up: one untimed repetition (faults in anything left, trains the
     // prefetchers, brings cache-resident buffers into their cache).
-    timed_rep(&pool, data, chunk, kernel, opts.streams[0], opts.passes);
+    timed_rep(&pool, data, chunk, kernel, configs[0], opts.passes);
     let bytes_per_rep = (chunk * threads) as u64 * opts.passes as u64;
-    let mut samples = vec![Vec::with_capacity(opts.reps); opts.streams.len()];
+    let mut samples = vec![Vec::with_capacity(opts.reps); configs.len()];
     let mut done = 0;
     for _ in 0..opts.reps {
-        for (i, &streams) in opts.streams.iter().enumerate() {
-            let secs = timed_rep(&pool, data, chunk, kernel, streams, opts.passes);
+        for (i, &config) in configs.iter().enumerate() {
+            let secs = timed_rep(&pool, data, chunk, kernel, config, opts.passes);
             samples[i].push(bytes_per_rep as f64 / secs.max(1e-9) / 1e9);
             done += 1;
             progress(Progress { done, total: total_reps });
         }
     }
-    let sweep: Vec<StreamResult> = opts
-        .streams
+    let sweep: Vec<StreamResult> = configs
         .iter()
         .zip(&mut samples)
-        .map(|(&streams, s)| {
+        .map(|(&(streams, prefetch), s)| {
             let (median_gbs, min_gbs, max_gbs) = stats(s);
-            StreamResult { streams, median_gbs, min_gbs, max_gbs }
+            StreamResult { streams, prefetch, median_gbs, min_gbs, max_gbs }
         })
         .collect();
     let best = sweep.iter().max_by(|a, b| a.median_gbs.total_cmp(&b.median_gbs)).expect("at least one stream count");
@@ -333,6 +346,7 @@ pub fn read_bandwidth_with(
         buffer_bytes: (chunk * threads) as u64,
         bytes_per_rep,
         streams: best.streams,
+        prefetch: best.prefetch,
         read_isa: kernel.name().to_string(),
         reps: opts.reps,
         median_gbs: best.median_gbs,
@@ -358,7 +372,7 @@ fn timed_rep(
     data: &[u8],
     chunk: usize,
     kernel: ReadKernel,
-    streams: usize,
+    (streams, prefetch): (usize, bool),
     passes: usize,
 ) -> f64 {
     let barrier = SpinBarrier::new(pool.current_num_threads());
@@ -368,7 +382,7 @@ fn timed_rep(
         let start = Instant::now();
         let mut sum = 0u64;
         for _ in 0..passes {
-            sum = sum.wrapping_add(kernel.read(black_box(mine), streams));
+            sum = sum.wrapping_add(kernel.read(black_box(mine), streams, prefetch));
         }
         let end = Instant::now();
         black_box(sum);
@@ -554,17 +568,24 @@ impl ReadKernel {
         }
     }
 
-    /// Sums `data` as `streams` interleaved sequential streams; `data.len()`
-    /// must be a multiple of `streams * 256` and `streams` in [`STREAM_COUNTS`].
-    fn read(self, data: &[u8], streams: usize) -> u64 {
+    /// Sums `data` as `streams` interleaved sequential streams, prefetching
+    /// `PREFETCH_DISTANCE` bytes ahead in each if `prefetch` (SIMD kernels);
+    /// `data.len()` must be a multiple of `streams * 256` and `streams` in
+    /// [`STREAM_COUNTS`].
+    fn read(self, data: &[u8], streams: usize, prefetch: bool) -> u64 {
         macro_rules! by_streams {
             ($f:ident) => {
-                match streams {
-                    1 => $f::<1>(data),
-                    2 => $f::<2>(data),
-                    4 => $f::<4>(data),
-                    8 => $f::<8>(data),
-                    _ => $f::<16>(data),
+                match (streams, prefetch) {
+                    (1, false) => $f::<1, false>(data),
+                    (2, false) => $f::<2, false>(data),
+                    (4, false) => $f::<4, false>(data),
+                    (8, false) => $f::<8, false>(data),
+                    (_, false) => $f::<16, false>(data),
+                    (1, true) => $f::<1, true>(data),
+                    (2, true) => $f::<2, true>(data),
+                    (4, true) => $f::<4, true>(data),
+                    (8, true) => $f::<8, true>(data),
+                    (_, true) => $f::<16, true>(data),
                 }
             };
         }
@@ -589,7 +610,7 @@ impl ReadKernel {
 /// Bytes each stream advances per step (four 64-byte lines).
 const STEP: usize = 256;
 
-fn read_scalar<const S: usize>(data: &[u8]) -> u64 {
+fn read_scalar<const S: usize, const PF: bool>(data: &[u8]) -> u64 {
     let part = data.len() / S;
     assert!(part * S == data.len() && part.is_multiple_of(STEP), "stream parts must be whole steps");
     let mut acc = [0u64; 8];
@@ -606,9 +627,21 @@ fn read_scalar<const S: usize>(data: &[u8]) -> u64 {
     acc.iter().fold(0, |a, &b| a.wrapping_add(b))
 }
 
+/// Prefetches the `STEP` bytes that lie `PREFETCH_DISTANCE` past `p`
+/// (a hint: it never faults, even past the end of the buffer).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn prefetch_step(p: *const u8) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    for line in (0..STEP).step_by(64) {
+        // SAFETY: prefetching is a hint and never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_DISTANCE + line).cast()) };
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn read_avx2<const S: usize>(data: &[u8]) -> u64 {
+fn read_avx2<const S: usize, const PF: bool>(data: &[u8]) -> u64 {
     use std::arch::x86_64::*;
     let part = data.len() / S;
     assert!(part * S == data.len() && part.is_multiple_of(STEP), "stream parts must be whole steps");
@@ -620,6 +653,9 @@ fn read_avx2<const S: usize>(data: &[u8]) -> u64 {
             // SAFETY: s * part + off + STEP <= S * part == data.len(), so the
             // eight 32-byte loads are inside `data`; loadu needs no alignment.
             unsafe {
+                if PF {
+                    prefetch_step(base.add(s * part + off));
+                }
                 let p = base.add(s * part + off).cast::<__m256i>();
                 for (k, a) in acc.iter_mut().enumerate() {
                     *a = _mm256_add_epi64(*a, _mm256_loadu_si256(p.add(k)));
@@ -640,7 +676,7 @@ fn read_avx2<const S: usize>(data: &[u8]) -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn read_avx512<const S: usize>(data: &[u8]) -> u64 {
+fn read_avx512<const S: usize, const PF: bool>(data: &[u8]) -> u64 {
     use std::arch::x86_64::*;
     let part = data.len() / S;
     assert!(part * S == data.len() && part.is_multiple_of(STEP), "stream parts must be whole steps");
@@ -652,6 +688,9 @@ fn read_avx512<const S: usize>(data: &[u8]) -> u64 {
             // SAFETY: s * part + off + STEP <= S * part == data.len(), so the
             // four 64-byte loads are inside `data`; loadu needs no alignment.
             unsafe {
+                if PF {
+                    prefetch_step(base.add(s * part + off));
+                }
                 let p = base.add(s * part + off).cast::<__m512i>();
                 for (k, a) in acc.iter_mut().enumerate() {
                     *a = _mm512_add_epi64(*a, _mm512_loadu_si512(p.add(k)));
@@ -859,6 +898,7 @@ fn empty_bandwidth(threads: usize) -> Bandwidth {
         buffer_bytes: 0,
         bytes_per_rep: 0,
         streams: 0,
+        prefetch: false,
         read_isa: String::new(),
         reps: 0,
         median_gbs: 0.0,
@@ -941,7 +981,9 @@ mod tests {
         for isa in Isa::ALL.iter().copied().filter(|&i| cpu::available(i).unwrap_or(false)) {
             let k = ReadKernel::select(Some(isa)).unwrap();
             for s in STREAM_COUNTS {
-                assert_eq!(k.read(&data, s), expected, "{isa} with {s} streams");
+                for prefetch in [false, true] {
+                    assert_eq!(k.read(&data, s, prefetch), expected, "{isa} with {s} streams, prefetch {prefetch}");
+                }
             }
         }
     }

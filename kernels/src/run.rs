@@ -9,13 +9,14 @@ use crate::error::KernelError;
 use crate::input::Input;
 use crate::kernel::KernelArgs;
 use crate::pack::{Layout, PackedMatrix};
+use crate::team::Team;
 use crate::variant::{Activation, Variant};
 
 /// A pool of worker threads of a fixed size. With one thread, kernels run on
 /// the caller's thread and no pool exists.
 pub struct Threads {
     count: usize,
-    pool: Option<rayon::ThreadPool>,
+    team: Option<Team>,
 }
 
 impl fmt::Debug for Threads {
@@ -25,28 +26,39 @@ impl fmt::Debug for Threads {
 }
 
 impl Threads {
-    /// A pool of exactly `count` threads (at least 1).
+    /// A pool of exactly `count` threads (at least 1): the calling thread
+    /// and `count - 1` workers, which spin for a moment between jobs (see
+    /// the `team` module) so that back-to-back GEMVs start without a wake-up.
     pub fn new(count: usize) -> Result<Threads, KernelError> {
         if count == 0 {
             return Err(KernelError::Invalid("thread count must be at least 1".into()));
         }
-        let pool = if count > 1 {
+        let team = if count > 1 {
             Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(count)
-                    .thread_name(|i| format!("asdsl-{i}"))
-                    .build()
+                Team::new(count, "asdsl")
                     .map_err(|e| KernelError::Invalid(format!("cannot start {count} threads: {e}")))?,
             )
         } else {
             None
         };
-        Ok(Threads { count, pool })
+        Ok(Threads { count, team })
     }
 
     /// The number of threads.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// Runs `job(share)` once for each share `0..count()`, in parallel, and
+    /// returns when all are done: the pool for a runtime's own parallel
+    /// loops between GEMVs. Shares are claimed by whichever thread is free
+    /// (the calling thread too), so a share is not a thread's identity. A
+    /// panic in any share is re-raised here.
+    pub fn broadcast(&self, job: impl Fn(usize) + Sync) {
+        match &self.team {
+            Some(team) => team.run(self.count, &job),
+            None => job(0),
+        }
     }
 }
 
@@ -253,25 +265,26 @@ impl<'a> GemvRef<'a> {
             // CPU supports the variant's ISA (checked at construction).
             unsafe { kernel(&args) }
         };
-        match (&threads.pool, partition.schedule) {
-            (None, _) => call(0..tiles),
-            (Some(pool), Schedule::Static) => {
-                let n = threads.count;
-                pool.scope(|s| {
-                    for t in 0..n {
-                        let (start, end) = (tiles * t / n, tiles * (t + 1) / n);
-                        if start < end {
-                            s.spawn(move |_| call(start..end));
+        let n = threads.count;
+        match partition.schedule {
+            _ if n == 1 => call(0..tiles),
+            Schedule::Static => threads.broadcast(|t| {
+                let (start, end) = (tiles * t / n, tiles * (t + 1) / n);
+                if start < end {
+                    call(start..end);
+                }
+            }),
+            Schedule::Dynamic => {
+                let next = std::sync::atomic::AtomicUsize::new(0);
+                let chunks = tiles.div_ceil(per_chunk);
+                threads.broadcast(|_| {
+                    loop {
+                        let chunk = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if chunk >= chunks {
+                            break;
                         }
+                        call(chunk * per_chunk..((chunk + 1) * per_chunk).min(tiles));
                     }
-                });
-            }
-            (Some(pool), Schedule::Dynamic) => {
-                use rayon::prelude::*;
-                pool.install(|| {
-                    (0..tiles.div_ceil(per_chunk))
-                        .into_par_iter()
-                        .for_each(|chunk| call(chunk * per_chunk..((chunk + 1) * per_chunk).min(tiles)));
                 });
             }
         }

@@ -86,6 +86,9 @@ pub enum ModelError {
     /// An error from the kernel library.
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// No kernel variant for a matrix (from the plan or the heuristic default).
+    #[error(transparent)]
+    Plan(#[from] asdsl_kernels::tune::PlanError),
     /// A malformed GGUF file or metadata value.
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),

@@ -9,8 +9,10 @@
 //! - [`linear`]: f32 and quantized linear layers.
 //! - [`model`]: a loaded [`Model`]; [`forward`]: its forward pass over a
 //!   KV cache ([`State`]); [`rope`]: rotary embeddings.
+//! - [`perplexity`]: perplexity and KL divergence as llama.cpp's llama-perplexity.
 //! - [`sampler`]: greedy and stochastic sampling; [`generate`]: the loop.
 //! - [`exec`]: the threads a model runs on.
+//! - [`random`]: seeded random-weight models of a geometry, as GGUF files.
 //! - [`geometry`]: the named model shapes (smollm2-135m, llama-1b, phi4-mini,
 //!   llama-8b) and the GEMV keys of one decode step.
 
@@ -26,7 +28,9 @@ pub mod hf;
 pub mod linear;
 pub mod load_gguf;
 pub mod model;
+pub mod perplexity;
 pub mod quant;
+pub mod random;
 pub mod resolve;
 pub mod rope;
 pub mod sampler;
@@ -39,4 +43,5 @@ pub use exec::Exec;
 pub use forward::State;
 pub use model::{LoadOptions, Model};
 pub use quant::QuantSpec;
+pub use resolve::{Activations, Resolver};
 pub use sampler::{Sampler, SamplerConfig};

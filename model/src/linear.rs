@@ -1,23 +1,23 @@
 //! Linear layers (`y = W x + b`): plain f32 matrices, or matrices quantized
 //! (at load, or as stored in a GGUF file) and run by the kernel variant that
-//! [`resolve`](crate::resolve::resolve) chose for them, once, at load.
+//! [`Resolver`] chose for them, once, at load.
 
 use asdsl_kernels::input::Input;
 use asdsl_kernels::pack::{Layout, PackedMatrix, quantize_matrix};
 use asdsl_kernels::run::{Gemv, Partition};
-use asdsl_kernels::variant::{Sparsity, Variant};
+use asdsl_kernels::variant::Variant;
 use asdsl_kernels::{BlockFormat, Format};
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
 use crate::exec::Exec;
-use crate::resolve::resolve;
+use crate::resolve::Resolver;
 
 /// Rows of the f32 GEMV handed to one thread at a time.
 const F32_CHUNK_ROWS: usize = 32;
 
 /// Prompt batches are multiplied with the multi-column variant; this is the
-/// column count asked of [`resolve`] for them.
+/// column count asked of the [`Resolver`] for them.
 pub const BATCH_COLUMNS: usize = 4;
 
 /// A weight matrix with an optional bias.
@@ -61,7 +61,13 @@ impl Linear {
 
     /// Quantizes row-major f32 weights to `format` (rows in parallel) and
     /// packs them for the variants resolved for this shape.
-    pub fn quantize(rows: usize, cols: usize, weights: &[f32], format: Format, threads: usize) -> Result<Linear> {
+    pub fn quantize(
+        rows: usize,
+        cols: usize,
+        weights: &[f32],
+        format: Format,
+        resolver: &Resolver<'_>,
+    ) -> Result<Linear> {
         if weights.len() != rows * cols || rows == 0 || cols == 0 {
             return Err(ModelError::Invalid(format!("{} weights for a {rows}x{cols} matrix", weights.len())));
         }
@@ -80,7 +86,7 @@ impl Linear {
                 let m = PackedMatrix::quantize(format, rows, cols, weights, Layout::for_variant(variant))?;
                 Ok(Gemv::new(variant, m)?)
             };
-            return Linear::resolved(rows, cols, format, threads, pack);
+            return Linear::resolved(rows, cols, format, resolver, pack);
         }
         let row_bytes = cols / info.block_len * info.block_bytes;
         const ROWS_PER_JOB: usize = 64;
@@ -92,14 +98,20 @@ impl Linear {
         for p in parts {
             blocks.extend_from_slice(&p?);
         }
-        Linear::from_blocks(rows, cols, &blocks, format, threads)
+        Linear::from_blocks(rows, cols, &blocks, format, resolver)
     }
 
     /// Packs `rows` rows of `cols` weights given as blocks of `format` (a
     /// GGUF tensor's bytes, or a quantizer's output) for the variants
     /// resolved for this shape.
-    pub fn from_blocks(rows: usize, cols: usize, blocks: &[u8], format: Format, threads: usize) -> Result<Linear> {
-        Linear::resolved(rows, cols, format, threads, |variant| Ok(Gemv::from_blocks(variant, rows, cols, blocks)?))
+    pub fn from_blocks(
+        rows: usize,
+        cols: usize,
+        blocks: &[u8],
+        format: Format,
+        resolver: &Resolver<'_>,
+    ) -> Result<Linear> {
+        Linear::resolved(rows, cols, format, resolver, |variant| Ok(Gemv::from_blocks(variant, rows, cols, blocks)?))
     }
 
     /// Resolves the decode and batch variants and packs with `pack`, once
@@ -108,11 +120,11 @@ impl Linear {
         rows: usize,
         cols: usize,
         format: Format,
-        threads: usize,
+        resolver: &Resolver<'_>,
         pack: impl Fn(&'static Variant) -> Result<Gemv>,
     ) -> Result<Linear> {
-        let (decode_variant, decode_partition) = resolve(format, rows, cols, Sparsity::Dense, 1, threads)?;
-        let (batch_variant, batch_partition) = resolve(format, rows, cols, Sparsity::Dense, BATCH_COLUMNS, threads)?;
+        let (decode_variant, decode_partition) = resolver.resolve(format, rows, cols, 1)?;
+        let (batch_variant, batch_partition) = resolver.resolve(format, rows, cols, BATCH_COLUMNS)?;
         let quantized = if Layout::for_variant(decode_variant) == Layout::for_variant(batch_variant) {
             Quantized { decode: pack(batch_variant)?, decode_partition, batch: None, batch_partition }
         } else {

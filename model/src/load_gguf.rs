@@ -14,6 +14,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf::{GgmlType, Gguf, GgufModelConfig, TensorInfo};
 use crate::linear::Linear;
 use crate::model::{Embedding, GateUp, Layer, LoadInfo, LoadOptions, Model, Qkv};
+use crate::resolve::Resolver;
 
 impl Model {
     /// Loads a GGUF file. `options.quant` does not apply: tensors run as stored.
@@ -24,12 +25,18 @@ impl Model {
         // on it not being modified during the load (every tensor is copied
         // out before the map is dropped). All accesses are bounds checked.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-        let gguf = Gguf::parse(&mmap).map_err(|e| gguf_err(path, e))?;
+        Model::load_gguf_bytes(&mmap, path, options, start)
+    }
+
+    /// Loads a GGUF file held in memory (`path` names it in messages);
+    /// `start` is when the load began (for [`LoadInfo::load_seconds`]).
+    pub fn load_gguf_bytes(bytes: &[u8], path: &Path, options: &LoadOptions<'_>, start: Instant) -> Result<Model> {
+        let gguf = Gguf::parse(bytes).map_err(|e| gguf_err(path, e))?;
         let config = config_from_gguf(&gguf, path)?;
         let c = &config;
         let (h, qd, kvd, inter, vocab) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
         let n = c.num_layers;
-        let threads = options.threads;
+        let resolver = Resolver::new(options.plan, options.threads, options.activations);
         let total = n + 1;
         let done = std::sync::atomic::AtomicUsize::new(0);
         let tick = || {
@@ -61,8 +68,31 @@ impl Model {
             shape(info, rows, cols)?;
             let bytes = gguf.tensor_bytes(info);
             match info.format() {
-                Some(format) => Linear::from_blocks(rows, cols, bytes, format, threads),
+                Some(format) => Linear::from_blocks(rows, cols, bytes, format, &resolver),
                 None => Linear::f32(rows, cols, float_data(info, bytes)?),
+            }
+        };
+        // Matrices that read the same input and share a format run as one
+        // (rows stacked: a block-quantized row is self-contained): one GEMV
+        // call instead of several per token. `None` when they cannot.
+        let stacked = |parts: &[(&str, usize)]| -> Result<Option<Linear>> {
+            let mut format = None;
+            let mut blocks = Vec::new();
+            let mut rows = 0;
+            for &(name, part_rows) in parts {
+                let info = t(name)?;
+                shape(info, part_rows, h)?;
+                match (info.format(), format) {
+                    (Some(f), None) => format = Some(f),
+                    (Some(f), Some(g)) if f == g => {}
+                    _ => return Ok(None),
+                }
+                blocks.extend_from_slice(gguf.tensor_bytes(info));
+                rows += part_rows;
+            }
+            match format {
+                Some(f) => Linear::from_blocks(rows, h, &blocks, f, &resolver).map(Some),
+                None => Ok(None),
             }
         };
         let layers: Vec<Layer> = (0..n)
@@ -72,20 +102,37 @@ impl Model {
                 let qkv = if gguf.tensor(&format!("{p}.attn_qkv.weight")).is_some() {
                     Qkv::Fused(matrix(&format!("{p}.attn_qkv.weight"), qd + 2 * kvd, h)?)
                 } else {
-                    let mut q = matrix(&format!("{p}.attn_q.weight"), qd, h)?;
-                    let mut k = matrix(&format!("{p}.attn_k.weight"), kvd, h)?;
-                    let mut v = matrix(&format!("{p}.attn_v.weight"), kvd, h)?;
-                    if gguf.tensor(&format!("{p}.attn_q.bias")).is_some() {
-                        q = q.with_bias(vector(&format!("{p}.attn_q.bias"), qd)?)?;
-                        k = k.with_bias(vector(&format!("{p}.attn_k.bias"), kvd)?)?;
-                        v = v.with_bias(vector(&format!("{p}.attn_v.bias"), kvd)?)?;
+                    let (qn, kn, vn) =
+                        (format!("{p}.attn_q.weight"), format!("{p}.attn_k.weight"), format!("{p}.attn_v.weight"));
+                    let biased = gguf.tensor(&format!("{p}.attn_q.bias")).is_some();
+                    let bias = |name: &str, rows| vector(&format!("{p}.{name}.bias"), rows);
+                    match stacked(&[(&qn, qd), (&kn, kvd), (&vn, kvd)])? {
+                        Some(mut qkv) => {
+                            if biased {
+                                qkv = qkv.with_bias(
+                                    [bias("attn_q", qd)?, bias("attn_k", kvd)?, bias("attn_v", kvd)?].concat(),
+                                )?;
+                            }
+                            Qkv::Fused(qkv)
+                        }
+                        None => {
+                            let mut q = matrix(&qn, qd, h)?;
+                            let mut k = matrix(&kn, kvd, h)?;
+                            let mut v = matrix(&vn, kvd, h)?;
+                            if biased {
+                                q = q.with_bias(bias("attn_q", qd)?)?;
+                                k = k.with_bias(bias("attn_k", kvd)?)?;
+                                v = v.with_bias(bias("attn_v", kvd)?)?;
+                            }
+                            Qkv::Split { q, k, v }
+                        }
                     }
-                    Qkv::Split { q, k, v }
                 };
                 let gate_up = if gguf.tensor(&format!("{p}.ffn_gate.weight")).is_some() {
-                    GateUp::Split {
-                        gate: matrix(&format!("{p}.ffn_gate.weight"), inter, h)?,
-                        up: matrix(&format!("{p}.ffn_up.weight"), inter, h)?,
+                    let (gn, un) = (format!("{p}.ffn_gate.weight"), format!("{p}.ffn_up.weight"));
+                    match stacked(&[(&gn, inter), (&un, inter)])? {
+                        Some(fused) => GateUp::Fused(fused),
+                        None => GateUp::Split { gate: matrix(&gn, inter, h)?, up: matrix(&un, inter, h)? },
                     }
                 } else {
                     // Phi-3: ffn_up holds gate then up.
@@ -125,7 +172,7 @@ impl Model {
             needs_q8: false,
             info: LoadInfo { quant: "as stored".into(), ..LoadInfo::default() },
         };
-        model.finish(start);
+        model.finish(start, &resolver);
         Ok(model)
     }
 }

@@ -6,13 +6,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use asdsl_kernels::Format;
+use asdsl_kernels::tune::{LoadedPlan, MatrixKey};
 use rayon::prelude::*;
 
 use crate::config::{Arch, ModelConfig};
 use crate::error::{ModelError, Result};
+use crate::geometry::KeyUse;
 use crate::hf::SafetensorsFiles;
 use crate::linear::{Linear, dequantize_row};
 use crate::quant::{QuantSpec, Role};
+use crate::resolve::{Activations, Resolver};
 
 /// The token embedding table.
 #[derive(Debug)]
@@ -104,6 +107,22 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// The block's matrices with their roles, in forward order.
+    fn named_linears(&self) -> Vec<(&'static str, &Linear)> {
+        let mut v = Vec::new();
+        match &self.qkv {
+            Qkv::Fused(l) => v.push(("qkv", l)),
+            Qkv::Split { q, k, v: vv } => v.extend([("q", q), ("k", k), ("v", vv)]),
+        }
+        v.push(("o", &self.o));
+        match &self.gate_up {
+            GateUp::Fused(l) => v.push(("gate_up", l)),
+            GateUp::Split { gate, up } => v.extend([("gate", gate), ("up", up)]),
+        }
+        v.push(("down", &self.down));
+        v
+    }
+
     fn linears(&self) -> Vec<&Linear> {
         let mut v = Vec::new();
         match &self.qkv {
@@ -152,6 +171,9 @@ pub struct LoadInfo {
     pub formats: Vec<(String, usize)>,
     /// Matrices per kernel variant name, sorted by name.
     pub variants: Vec<(String, usize)>,
+    /// Where the variants came from: the plan's status and how many
+    /// matrices took its entries (one line, for people).
+    pub plan: String,
 }
 
 /// Options of a load.
@@ -163,17 +185,32 @@ pub struct LoadOptions<'a> {
     pub threads: usize,
     /// Called with (matrices done, matrices in all) as quantization proceeds.
     pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+    /// The kernel plan (`None`: the heuristic default for every matrix).
+    pub plan: Option<&'a LoadedPlan>,
+    /// The activation path (default: as planned).
+    pub activations: Activations,
 }
 
 impl std::fmt::Debug for LoadOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadOptions").field("quant", &self.quant).field("threads", &self.threads).finish()
+        f.debug_struct("LoadOptions")
+            .field("quant", &self.quant)
+            .field("threads", &self.threads)
+            .field("plan", &self.plan.map(|p| p.status.to_string()))
+            .field("activations", &self.activations)
+            .finish()
     }
 }
 
 impl Default for LoadOptions<'_> {
     fn default() -> Self {
-        LoadOptions { quant: QuantSpec::Q4KM, threads: 1, progress: None }
+        LoadOptions {
+            quant: QuantSpec::Q4KM,
+            threads: 1,
+            progress: None,
+            plan: None,
+            activations: Activations::Planned,
+        }
     }
 }
 
@@ -191,7 +228,7 @@ impl Model {
         let (h, qd, kvd, inter, vocab) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
         let n = c.num_layers;
         let spec = options.quant;
-        let threads = options.threads;
+        let resolver = Resolver::new(options.plan, options.threads, options.activations);
         let total = n * 4 + 1;
         let done = std::sync::atomic::AtomicUsize::new(0);
         let tick = || {
@@ -203,7 +240,7 @@ impl Model {
         let linear = |w: &[f32], rows: usize, cols: usize, format: Option<Format>| -> Result<Linear> {
             match format {
                 None => Linear::f32(rows, cols, w.to_vec()),
-                Some(f) => Linear::quantize(rows, cols, w, f, threads),
+                Some(f) => Linear::quantize(rows, cols, w, f, &resolver),
             }
         };
         let embed_table = files.f32("model.embed_tokens.weight", &[vocab, h])?;
@@ -300,7 +337,7 @@ impl Model {
             needs_q8: false,
             info: LoadInfo { quant: spec.to_string(), ..LoadInfo::default() },
         };
-        model.finish(start);
+        model.finish(start, &resolver);
         Ok(model)
     }
 
@@ -312,7 +349,8 @@ impl Model {
     }
 
     /// Fills in `needs_q8` and the load summary.
-    pub(crate) fn finish(&mut self, start: Instant) {
+    pub(crate) fn finish(&mut self, start: Instant, resolver: &Resolver<'_>) {
+        self.info.plan = resolver.summary();
         let linears = self.linears();
         let needs_q8 = linears.iter().any(|l| l.needs_q8());
         let mut formats = std::collections::BTreeMap::<String, usize>::new();
@@ -330,6 +368,40 @@ impl Model {
         self.info.variants = variants.into_iter().collect();
         self.info.weight_bytes = bytes;
         self.info.load_seconds = start.elapsed().as_secs_f64();
+    }
+
+    /// The distinct dense one-column GEMV keys of one decode step (the
+    /// quantized matrices; f32 ones run no kernel variant), with their roles
+    /// and calls per token, in forward order: what `asdsl tune --model` tunes.
+    pub fn decode_keys(&self) -> Vec<KeyUse> {
+        let mut named: Vec<(&str, &Linear)> = self.layers.iter().flat_map(Layer::named_linears).collect();
+        named.push(("output", &self.output));
+        let mut out: Vec<KeyUse> = Vec::new();
+        for (name, l) in named {
+            let Some(format) = l.format() else { continue };
+            let key = MatrixKey::dense(format, l.rows(), l.cols());
+            match out.iter_mut().find(|u| u.key == key) {
+                Some(u) => {
+                    if !u.names.split('+').any(|n| n == name) {
+                        u.names.push('+');
+                        u.names.push_str(name);
+                    }
+                    u.count += 1;
+                }
+                None => out.push(KeyUse { key, names: name.to_string(), count: 1 }),
+            }
+        }
+        out
+    }
+
+    /// Parameters: every matrix (the output head once), the embedding when
+    /// it is not the output head, and the norm weights.
+    pub fn parameters(&self) -> u64 {
+        let c = &self.config;
+        let matrices: u64 = self.linears().iter().map(|l| (l.rows() * l.cols()) as u64).sum();
+        let embedding = if c.tie_word_embeddings { 0 } else { (c.vocab_size * c.hidden_size) as u64 };
+        let norms = ((2 * c.num_layers + 1) * c.hidden_size) as u64;
+        matrices + embedding + norms
     }
 
     /// The architecture.

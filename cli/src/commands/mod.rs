@@ -1,8 +1,11 @@
 //! One module per `asdsl` command: its clap arguments and its `run`.
 
+pub mod bench;
+pub mod export;
 pub mod generate;
 pub mod info;
 pub mod logits;
+pub mod perplexity;
 pub mod plan;
 pub mod roofline;
 pub mod tune;

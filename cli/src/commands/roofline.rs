@@ -309,15 +309,20 @@ fn print_bandwidth(report: &RooflineReport) {
             "{:>7} | {:<33} | {:>7} | {} | {}",
             row.threads,
             gbs_range(d.median_gbs, d.min_gbs, d.max_gbs),
-            d.streams,
+            format!("{}{}", d.streams, if d.prefetch { "+pf" } else { "" }),
             cache(&row.l3),
             cache(&row.l2)
         );
     }
     println!();
-    println!("DRAM GB/s (median) by streams per thread:");
+    println!("DRAM GB/s (median) by streams per thread (+pf: software prefetch 4 KiB ahead, as the kernels do):");
     for row in &report.rows {
-        let sweep: Vec<String> = row.dram.sweep.iter().map(|s| format!("{}: {:.2}", s.streams, s.median_gbs)).collect();
+        let sweep: Vec<String> = row
+            .dram
+            .sweep
+            .iter()
+            .map(|s| format!("{}{}: {:.2}", s.streams, if s.prefetch { "+pf" } else { "" }, s.median_gbs))
+            .collect();
         println!("  {} thread(s): {}", row.threads, sweep.join(", "));
     }
     if let Some(first) = report.rows.first() {

@@ -12,7 +12,8 @@ use asdsl_kernels::roofline::{self, DramOptions};
 use asdsl_kernels::run::{Partition, Schedule};
 use asdsl_kernels::tune::plan::{self, Plan};
 use asdsl_kernels::tune::{self, Measured, RooflinePoint, SweepResult, TuneOptions, TuneProgress};
-use asdsl_model::geometry::{self, Geometry, KeyUse};
+use asdsl_model::geometry::{self, KeyUse};
+use asdsl_model::{LoadOptions, Model, QuantSpec};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -48,7 +49,8 @@ pub struct TuneArgs {
     #[arg(long, value_name = "NAME", required_unless_present = "model", conflicts_with = "model")]
     pub geometry: Option<String>,
 
-    /// A model file or folder (not supported yet: asdsl has no model loader yet; use --geometry).
+    /// A model (GGUF file or Hugging Face folder): tune the keys of its matrices as loaded (a float
+    /// model quantized to --quant).
     #[arg(long, value_name = "FILE|DIR")]
     pub model: Option<PathBuf>,
 
@@ -90,8 +92,8 @@ pub struct TuneArgs {
 
 /// Runs `asdsl tune`.
 pub fn run(args: &TuneArgs) -> Result<()> {
-    let geometry = resolve_geometry(args)?;
-    let uses = geometry.matrix_keys(args.quant).with_context(|| format!("{} in {}", geometry.name, args.quant))?;
+    let subject = Subject::of(args)?;
+    let uses = &subject.uses;
     if !(args.budget.is_finite() && args.budget > 0.0) {
         bail!("--budget must be a positive number of seconds");
     }
@@ -106,13 +108,13 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         None => plan::default_path_for(&plan::Fingerprint::current())
             .context("no cache directory for the default plan (set HOME or XDG_CACHE_HOME, or give -o FILE)")?,
     };
-    println!("{geometry}");
+    println!("{}", subject.description);
     println!(
-        "{} matrices, {} distinct in {}; {:.1} MB of weights per token; threads {:?}; budget {} s",
-        geometry.matrices().len(),
+        "{} matrices, {} distinct ({}); {:.1} MB of weights per token; threads {:?}; budget {} s",
+        subject.matrices(),
         uses.len(),
-        args.quant,
-        geometry.bytes_per_token(args.quant)? as f64 / 1e6,
+        subject.formats,
+        subject.bytes_per_token()? as f64 / 1e6,
         threads,
         args.budget
     );
@@ -127,12 +129,12 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     let keys: Vec<_> = uses.iter().map(|u| u.key).collect();
     let bar = progress_bar();
     let started = Instant::now();
-    let plan = tune::tune(&keys, &opts, &mut |p| show_progress(&bar, p, &uses));
+    let plan = tune::tune(&keys, &opts, &mut |p| show_progress(&bar, p, uses));
     bar.finish_and_clear();
     let mut plan = plan.context("tuning")?;
     let wall = started.elapsed().as_secs_f64();
 
-    print_table(&plan, &uses, &threads);
+    print_table(&plan, uses, &threads);
     println!();
     println!(
         "tuned {} keys x {} thread counts in {wall:.1} s (measurement {:.1} s, budget {} s)",
@@ -151,21 +153,75 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     println!("plan written to {}", output.display());
 
     if args.verify {
-        verify(args, &plan, &uses, &opts, &geometry, wall)?;
+        verify(args, &plan, &subject, &opts, wall)?;
     }
     Ok(())
 }
 
-fn resolve_geometry(args: &TuneArgs) -> Result<Geometry> {
-    if let Some(path) = &args.model {
-        bail!(
-            "--model {}: not supported yet (asdsl has no GGUF or safetensors loader yet); use --geometry NAME ({})",
-            path.display(),
-            geometry::names()
-        );
+/// What is tuned: the GEMV keys of a named geometry in one format, or of a
+/// model's matrices as loaded.
+struct Subject {
+    /// `phi4-mini` or the model's file name.
+    title: String,
+    /// One line for people.
+    description: String,
+    /// The formats (`q4_0`, or a model's formats).
+    formats: String,
+    /// The distinct keys with their calls per token.
+    uses: Vec<KeyUse>,
+}
+
+impl Subject {
+    fn of(args: &TuneArgs) -> Result<Subject> {
+        if let Some(path) = &args.model {
+            let options = LoadOptions { quant: QuantSpec::Uniform(args.quant), threads: 1, ..LoadOptions::default() };
+            let model = Model::load(path, &options).with_context(|| format!("loading {}", path.display()))?;
+            let uses = model.decode_keys();
+            if uses.is_empty() {
+                bail!("{} has no quantized matrices to tune (f32 weights run no kernel variant)", path.display());
+            }
+            let formats: Vec<String> = model.info.formats.iter().map(|(f, n)| format!("{n} {f}")).collect();
+            let c = &model.config;
+            return Ok(Subject {
+                title: path
+                    .file_name()
+                    .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+                description: format!(
+                    "{} ({:?}): hidden {}, {} layers, {}/{} heads of {}, FFN {}, vocab {}",
+                    path.display(),
+                    c.arch,
+                    c.hidden_size,
+                    c.num_layers,
+                    c.num_heads,
+                    c.num_kv_heads,
+                    c.head_dim,
+                    c.intermediate_size,
+                    c.vocab_size
+                ),
+                formats: formats.join(", "),
+                uses,
+            });
+        }
+        let name = args.geometry.as_deref().unwrap_or_default();
+        let g = geometry::geometry(name)
+            .with_context(|| format!("unknown geometry `{name}` (known: {})", geometry::names()))?;
+        let uses = g.matrix_keys(args.quant).with_context(|| format!("{} in {}", g.name, args.quant))?;
+        Ok(Subject { title: g.name.to_string(), description: g.to_string(), formats: args.quant.to_string(), uses })
     }
-    let name = args.geometry.as_deref().unwrap_or_default();
-    geometry::geometry(name).with_context(|| format!("unknown geometry `{name}` (known: {})", geometry::names()))
+
+    /// Matrices one token multiplies.
+    fn matrices(&self) -> usize {
+        self.uses.iter().map(|u| u.count).sum()
+    }
+
+    /// Weight bytes one token reads.
+    fn bytes_per_token(&self) -> Result<u64> {
+        let mut total = 0;
+        for u in &self.uses {
+            total += u.key.weight_bytes()? * u.count as u64;
+        }
+        Ok(total)
+    }
 }
 
 /// A brief DRAM read bandwidth measurement at each thread count.
@@ -286,14 +342,8 @@ struct Check<'a> {
     chosen: Option<&'a Measured>,
 }
 
-fn verify(
-    args: &TuneArgs,
-    plan: &Plan,
-    uses: &[KeyUse],
-    opts: &TuneOptions,
-    geometry: &Geometry,
-    wall: f64,
-) -> Result<()> {
+fn verify(args: &TuneArgs, plan: &Plan, subject: &Subject, opts: &TuneOptions, wall: f64) -> Result<()> {
+    let uses = &subject.uses[..];
     let keys: Vec<_> = uses.iter().map(|u| u.key).collect();
     let bar = progress_bar();
     let started = Instant::now();
@@ -359,9 +409,9 @@ fn verify(
     let _ = writeln!(
         md,
         "Whole decode step ({} matrices per token, {} in {}), GEMV time per token from the exhaustive sweep's medians:",
-        geometry.matrices().len(),
-        geometry.name,
-        args.quant
+        subject.matrices(),
+        subject.title,
+        subject.formats
     );
     let _ = writeln!(md);
     let _ = writeln!(

@@ -80,8 +80,10 @@ impl AlignedBytes {
         let align = if bytes.len() >= HUGE_PAGE { HUGE_PAGE } else { 64 };
         let size = (bytes.len() + 64).div_ceil(align) * align;
         let layout = std::alloc::Layout::from_size_align(size, align).expect("a valid layout");
+        // Not `alloc_zeroed`: for this alignment it writes the zeros itself,
+        // which would fault every page in as a small page before the advice.
         // SAFETY: `layout` has a non-zero size.
-        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let raw = unsafe { std::alloc::alloc(layout) };
         let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
         #[cfg(target_os = "linux")]
         if align == HUGE_PAGE {
@@ -91,8 +93,12 @@ impl AlignedBytes {
             unsafe { libc::madvise(raw.cast(), size, libc::MADV_HUGEPAGE) };
         }
         // SAFETY: the allocation holds `size >= bytes.len()` bytes and does
-        // not overlap `bytes`.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw, bytes.len()) };
+        // not overlap `bytes`; the rest (the slack) is zeroed, so every byte
+        // is initialized.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw, bytes.len());
+            std::ptr::write_bytes(raw.add(bytes.len()), 0, size - bytes.len());
+        }
         AlignedBytes { ptr, len: bytes.len(), layout }
     }
 
