@@ -22,6 +22,7 @@
 #   TESTS   ["-p 512 -n 128"]     THREADS [1,2]   REPS [5]   ROUNDS [2]
 #   OUT     [BENCHMARKS.md]       LLAMACPP_DIR [../llamacpp]
 #   ASDSL_SHARED [../shared]      NOTE (a paragraph for the file)
+#   ASDSL_BIN (use this asdsl binary instead of building one)
 # Run it on a quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,8 +54,12 @@ fi
 llama_version=$(ls -d "$LLAMACPP_DIR"/llama_cpp_python-* 2>/dev/null | head -n1 | sed 's/.*llama_cpp_python-/llama-cpp-python /')
 
 # --- asdsl and the model files -----------------------------------------------
-cargo build --release -p asdsl >&2
-asdsl="$repo/target/release/asdsl"
+if [ -n "${ASDSL_BIN:-}" ]; then
+  asdsl=$(realpath "$ASDSL_BIN")
+else
+  cargo build --release -p asdsl >&2
+  asdsl="$repo/target/release/asdsl"
+fi
 models="$LLAMACPP_DIR/models"
 mkdir -p "$models"
 file_of() {

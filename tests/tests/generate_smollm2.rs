@@ -32,13 +32,15 @@ use safetensors::SafeTensors;
 use serde_json::Value;
 
 /// Max |logit difference| of the f32 activation path from the exact model
-/// (first prompt, 5 positions x 49,152 logits spanning about -20..27).
-const EXACT_LOGIT_BOUND: f32 = 2e-2;
+/// (first prompt, 5 positions x 49,152 logits spanning about -20..27):
+/// measured 3.6e-5 (f32 accumulation against numpy's f64), bound 1e-3.
+const EXACT_LOGIT_BOUND: f32 = 1e-3;
 /// Greedy ids of the f32 path are compared up to the first step whose exact
 /// top-2 gap is below this (f32 summation differs from numpy's f64 by ~1e-4).
 const EXACT_GAP: f64 = 0.01;
-/// Max |logit difference| of the int8 path from the exact model; llama.cpp's
-/// own is 1.36 on the same logits.
+/// Max |logit difference| of the int8 path from the exact model: measured
+/// 1.24 (and 0.96 from llama.cpp's logits); llama.cpp's own is 1.36 on the
+/// same logits. Bound 1.5.
 const Q8_LOGIT_BOUND: f32 = 1.5;
 
 fn paths() -> Option<(PathBuf, PathBuf)> {

@@ -128,14 +128,14 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
                 bail!("--chunks 0 leaves nothing to evaluate");
             }
             let used = &b.tokens[..n * n_ctx];
-            if let Some(text) = text {
-                if let Some(i) = (0..used.len()).find(|&i| text.get(i) != Some(&used[i])) {
-                    bail!(
-                        "the text is not the one the KL base {} was computed on (first difference at token {i}; \
-                         a different file, tokenizer or BOS setting)",
-                        b.path().display()
-                    );
-                }
+            if let Some(text) = text
+                && let Some(i) = (0..used.len()).find(|&i| text.get(i) != Some(&used[i]))
+            {
+                bail!(
+                    "the text is not the one the KL base {} was computed on (first difference at token {i}; \
+                     a different file, tokenizer or BOS setting)",
+                    b.path().display()
+                );
             }
             (used.to_vec(), n)
         }
