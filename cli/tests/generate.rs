@@ -1,12 +1,12 @@
 //! End-to-end tests of `asdsl generate` (the binary, as a user runs it) on
 //! the real model in `../shared/models`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
 
-const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+use common::{MODEL, asdsl, json_of, scratch, stderr};
 
 fn shared_model() -> Option<PathBuf> {
     let model = asdsl_tests::shared_dir()?.join("models").join(MODEL);
@@ -16,34 +16,6 @@ fn shared_model() -> Option<PathBuf> {
         eprintln!("skipping: {} is missing", model.display());
         None
     }
-}
-
-/// A scratch folder for one test (removed first if a previous run left it).
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `asdsl ARGS` with its cache in `cache` (so no plan or model of the user's leaks in).
-fn asdsl(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_asdsl"))
-        .args(args)
-        .env("XDG_CACHE_HOME", cache)
-        .env_remove("ASDSL_PLAN")
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(out.status.success(), "asdsl failed: {}", stderr(out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[test]

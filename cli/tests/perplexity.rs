@@ -3,12 +3,11 @@
 //! shape, `--kl-base` then `--kl`, errors) and on the real SmolLM2 model of
 //! `../shared/models` with a short context (a sane perplexity).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use serde_json::Value;
-
-const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+use common::{MODEL, asdsl, json_of, scratch, stderr, stdout};
 
 /// The tiny llama folder and a file of prose (`bytes` of the Brown corpus) in `dir`.
 fn tiny(dir: &Path, bytes: usize) -> Option<(PathBuf, PathBuf)> {
@@ -23,37 +22,6 @@ fn tiny(dir: &Path, bytes: usize) -> Option<(PathBuf, PathBuf)> {
     let file = dir.join("text.txt");
     std::fs::write(&file, String::from_utf8_lossy(&text[..bytes]).as_bytes()).unwrap();
     Some((model, file))
-}
-
-/// A scratch folder for one test (removed first if a previous run left it).
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-perplexity-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `asdsl ARGS` with its cache in `cache` (so no plan of the user's leaks in).
-fn asdsl(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_asdsl"))
-        .args(args)
-        .env("XDG_CACHE_HOME", cache)
-        .env_remove("ASDSL_PLAN")
-        .output()
-        .unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(out.status.success(), "asdsl failed: {}", stderr(out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(out)))
 }
 
 fn s(p: &Path) -> &str {
