@@ -2,10 +2,12 @@
 //!
 //! Commands live in [`commands`], one module each; this file is the clap root
 //! and the dispatch. Errors are reported with their whole chain of context and
-//! a non-zero exit code.
+//! a non-zero exit code that says what kind of error it is ([`exit`]).
 
 mod commands;
 mod default_model;
+mod exit;
+mod interrupt;
 
 use std::process::ExitCode;
 
@@ -19,7 +21,13 @@ use clap::{Parser, Subcommand};
     GEMV variants at build time, measures them on this machine and runs every matrix of a \
     model with the best one.\n\n\
     Environment: ASDSL_FORCE_ISA=scalar|avx2|avx512 caps the instruction set the kernels may \
-    use (for testing and comparison); ASDSL_PLAN=FILE names the kernel plan to use.")]
+    use (for testing and comparison); ASDSL_PLAN=FILE names the kernel plan to use; \
+    ASDSL_MEMORY_LIMIT=SIZE|off replaces the available memory a model must fit in (default: \
+    MemAvailable from /proc/meminfo; `512M`, `8G`, or `off` to disable the check).\n\n\
+    Thread counts (-t) must be between 1 and the logical cores of this machine; a context (-c) \
+    may not exceed the model's trained context. Ctrl-C during generation stops it, prints the \
+    text so far and the timings, and exits with 130.")]
+#[command(after_help = exit::EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +41,7 @@ enum Command {
     /// Measure memory read bandwidth (DRAM, L3, L2) and the GEMV speed ceiling it allows.
     #[command(long_about = commands::roofline::LONG_ABOUT, after_help = commands::roofline::AFTER_HELP)]
     Roofline(commands::roofline::RooflineArgs),
-    /// Generate text with a model (Hugging Face folder or GGUF file).
+    /// Generate text with a model (Hugging Face folder, GGUF file, or a file of `asdsl quantize`).
     #[command(long_about = commands::generate::LONG_ABOUT)]
     Generate(commands::generate::GenerateArgs),
     /// Write the logits at every position of a prompt to a safetensors file.
@@ -54,6 +62,9 @@ enum Command {
     /// Show a kernel plan, or where this machine's plan lives.
     #[command(long_about = commands::plan::LONG_ABOUT)]
     Plan(commands::plan::PlanArgs),
+    /// Quantize a Hugging Face folder once into one safetensors file that loads in seconds.
+    #[command(long_about = commands::quantize::LONG_ABOUT, after_help = commands::quantize::AFTER_HELP)]
+    Quantize(commands::quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,12 +79,19 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => commands::perplexity::run(&args),
         Command::Tune(args) => commands::tune::run(&args),
         Command::Plan(args) => commands::plan::run(&args),
+        Command::Quantize(args) => commands::quantize::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            let code = exit::classify(&err);
+            let message = exit::message(&err);
+            if code == exit::Exit::Interrupted {
+                eprintln!("{message}");
+            } else {
+                eprintln!("error: {message}");
+            }
+            code.into()
         }
     }
 }

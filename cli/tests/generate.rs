@@ -103,12 +103,13 @@ fn bad_model_paths_are_clear_errors() {
     } else {
         std::fs::write(&truncated, b"GGUF\x03\x00\x00\x00").unwrap();
     }
-    for (path, expect) in
-        [(&missing, "no-such-model.gguf"), (&not_gguf, "not a GGUF file"), (&truncated, "truncated.gguf")]
+    // exit codes: 3 missing, 5 unsupported, 4 malformed (README, "Exit codes")
+    for (path, expect, code) in
+        [(&missing, "no-such-model.gguf", 3), (&not_gguf, "not a GGUF file", 5), (&truncated, "truncated.gguf", 4)]
     {
         let out = asdsl(&cache, &["generate", "-m", path.to_str().unwrap(), "-p", "hi", "-n", "1"]);
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "{path:?}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{path:?}: {err}");
         assert!(err.starts_with("error:") && err.contains(expect), "{path:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }

@@ -110,7 +110,8 @@ fn a_short_text_is_a_clear_error() {
     let dir = scratch("short");
     let Some((model, text)) = tiny(&dir, 100) else { return };
     let out = asdsl(&dir, &["perplexity", "-m", s(&model), "--quant", "q8_0", "-f", s(&text), "-c", "64"]);
-    assert_eq!(out.status.code(), Some(1));
+    // an invalid argument for this text: exit code 2 (README, "Exit codes")
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.starts_with("error:") && err.contains("needs at least 128") && !err.contains("panicked"), "{err}");
 }

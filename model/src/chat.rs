@@ -1,12 +1,21 @@
 //! Chat templates: the Jinja template of a model (GGUF
 //! `tokenizer.chat_template` or tokenizer_config.json `chat_template`)
 //! rendered with minijinja. Templates come from model files, so rendering is
-//! bounded: a fuel limit on instructions, a recursion limit, and a cap on the
-//! output size; a template that exceeds them ends with an error.
+//! bounded: a fuel limit on instructions, a recursion limit, a cap on the
+//! output size, and a cap on the size arguments of the filters that would
+//! otherwise allocate as much as a number in the template asks (`indent`,
+//! `tojson(indent=...)`, `batch`, `slice`, and the widths of `format`); a
+//! template that exceeds them ends with an error.
+//!
+//! Not bounded: minijinja's own string operators. `"x" * n` is capped by
+//! minijinja at 100 MB per operation, and `~` concatenation of values the
+//! template already holds is not metered; fuel bounds how many such
+//! operations run, not their size.
 
 use std::io::Write;
 
-use minijinja::{Environment, ErrorKind, Value};
+use minijinja::value::{Rest, ValueKind};
+use minijinja::{Environment, ErrorKind, State, Value};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -16,6 +25,19 @@ pub const DEFAULT_FUEL: u64 = 5_000_000;
 pub const DEFAULT_RECURSION_LIMIT: usize = 64;
 /// Largest rendered prompt, in bytes.
 pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
+/// Largest size argument a filter takes (an `indent` width, a `batch`
+/// count, a `format` field width or precision).
+pub const MAX_FILTER_SIZE: usize = 4096;
+
+/// Filters whose numeric arguments size an allocation: each runs behind a
+/// check of its arguments (`(name, hidden name of the builtin)`).
+const GUARDED_FILTERS: &[(&str, &str)] = &[
+    ("indent", "__asdsl_builtin_indent"),
+    ("tojson", "__asdsl_builtin_tojson"),
+    ("batch", "__asdsl_builtin_batch"),
+    ("slice", "__asdsl_builtin_slice"),
+    ("format", "__asdsl_builtin_format"),
+];
 
 /// Errors of chat template rendering.
 #[derive(Debug, Error)]
@@ -121,7 +143,26 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatError> {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(|state, value, method, args| {
+            // Python's str.format: the same width check as the format filter
+            if method == "format"
+                && let Some(spec) = value.as_str()
+            {
+                check_format_widths(spec)?;
+            }
+            minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        });
+        env.add_filter("__asdsl_builtin_indent", minijinja::filters::indent);
+        env.add_filter("__asdsl_builtin_tojson", minijinja::filters::tojson);
+        env.add_filter("__asdsl_builtin_batch", minijinja::filters::batch);
+        env.add_filter("__asdsl_builtin_slice", minijinja::filters::slice);
+        env.add_filter("__asdsl_builtin_format", minijinja::filters::format);
+        for &(name, builtin) in GUARDED_FILTERS {
+            env.add_filter(name, move |state: &State, args: Rest<Value>| -> Result<Value, minijinja::Error> {
+                check_filter_args(name, &args)?;
+                state.apply_filter(builtin, &args)
+            });
+        }
         env.set_fuel(Some(self.fuel));
         env.set_recursion_limit(self.recursion_limit);
         env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
@@ -158,6 +199,55 @@ impl ChatTemplate {
     }
 }
 
+/// An error for a size argument above [`MAX_FILTER_SIZE`].
+fn too_large(what: &str, size: impl std::fmt::Display) -> minijinja::Error {
+    minijinja::Error::new(
+        ErrorKind::InvalidOperation,
+        format!("{what}: size {size} is above the limit of {MAX_FILTER_SIZE}"),
+    )
+}
+
+/// Checks the arguments of a guarded filter: every number after the value
+/// (keyword arguments included) is at most [`MAX_FILTER_SIZE`] in size; for
+/// `format`, the widths in the format string too.
+fn check_filter_args(name: &str, args: &[Value]) -> Result<(), minijinja::Error> {
+    fn check(name: &str, value: &Value) -> Result<(), minijinja::Error> {
+        match value.kind() {
+            ValueKind::Number => match f64::try_from(value.clone()) {
+                Ok(x) if x.abs() <= MAX_FILTER_SIZE as f64 => Ok(()),
+                _ => Err(too_large(name, value)),
+            },
+            // keyword arguments arrive as a map
+            ValueKind::Map => {
+                for key in value.try_iter()? {
+                    check(name, &value.get_item(&key)?)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    if name == "format"
+        && let Some(spec) = args.first().and_then(Value::as_str)
+    {
+        check_format_widths(spec)?;
+    }
+    args.iter().skip(1).try_for_each(|arg| check(name, arg))
+}
+
+/// Checks that no field of a printf (`%08.3f`) or Python (`{:>10}`) format
+/// string can ask for a width or precision above [`MAX_FILTER_SIZE`]:
+/// conservatively, every run of digits after the first `%` or `{` counts.
+fn check_format_widths(spec: &str) -> Result<(), minijinja::Error> {
+    let Some(first) = spec.find(['%', '{']) else { return Ok(()) };
+    for digits in spec[first..].split(|c: char| !c.is_ascii_digit()).filter(|d| !d.is_empty()) {
+        if digits.len() > 9 || digits.parse::<usize>().is_ok_and(|n| n > MAX_FILTER_SIZE) {
+            return Err(too_large("format", digits));
+        }
+    }
+    Ok(())
+}
+
 fn format_error(error: &minijinja::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -167,4 +257,43 @@ fn format_error(error: &minijinja::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(source: &str) -> Result<String, ChatError> {
+        ChatTemplate::new(source, None, None).render(&[ChatMessage::new("user", "a\nb")], true)
+    }
+
+    #[test]
+    fn guarded_filters_work_within_limits() {
+        assert_eq!(render("{{ messages[0].content|indent(2) }}").unwrap(), "a\n  b");
+        assert_eq!(render("{{ messages[0].content|indent(width=3, first=true) }}").unwrap(), "   a\n   b");
+        assert_eq!(render("{{ {'a': 1}|tojson(indent=1) }}").unwrap(), "{\n \"a\": 1\n}");
+        assert_eq!(render("{{ [1, 2, 3]|batch(2)|list }}").unwrap(), "[[1, 2], [3]]");
+        assert_eq!(render("{{ [1, 2, 3]|slice(2)|list }}").unwrap(), "[[1, 2], [3]]");
+        assert_eq!(render("{{ '%05d|%-3s|'|format(42, 'x') }}").unwrap(), "00042|x  |");
+        assert_eq!(render("{{ '{:>4}'.format('x') }}").unwrap(), "   x");
+    }
+
+    #[test]
+    fn size_arguments_above_the_limit_are_errors() {
+        for source in [
+            "{{ 'x'|indent(1000000000000) }}",
+            "{{ 'x'|indent(width=99999999) }}",
+            "{{ {'a': 1}|tojson(indent=4097) }}",
+            "{{ [1]|batch(18446744073709551615) }}",
+            "{{ [1]|slice(1e18) }}",
+            "{{ '%099999999999d'|format(1) }}",
+            "{{ '%.99999s'|format('x') }}",
+            "{{ '{:>99999999}'.format('x') }}",
+        ] {
+            match render(source) {
+                Err(ChatError::Template(message)) => assert!(message.contains("limit"), "{source}: {message}"),
+                other => panic!("{source}: {other:?}"),
+            }
+        }
+    }
 }

@@ -12,6 +12,10 @@ use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 
+/// The most transformer blocks a configuration may declare (real models
+/// have at most a few hundred).
+pub const MAX_LAYERS: usize = 1 << 16;
+
 /// The model families the runtime knows.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Arch {
@@ -156,22 +160,28 @@ impl ModelConfig {
     /// a `generation_config.json` beside it when there is one.
     pub fn from_hf_file(path: &Path) -> Result<ModelConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let gen_path = path.parent().map(|dir| dir.join("generation_config.json"));
+        let generation = gen_path.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+        let gen_path = gen_path.unwrap_or_else(|| PathBuf::from("generation_config.json"));
+        ModelConfig::from_hf_texts(&text, path, generation.as_deref(), &gen_path)
+    }
+
+    /// Parses the text of a `config.json` (`path` names it in errors) and,
+    /// when given, of its `generation_config.json` (named `gen_path`).
+    pub fn from_hf_texts(text: &str, path: &Path, generation: Option<&str>, gen_path: &Path) -> Result<ModelConfig> {
         let json: Value =
-            serde_json::from_str(&text).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
+            serde_json::from_str(text).map_err(|source| ModelError::Json { path: path.to_path_buf(), source })?;
         let mut config = ModelConfig::from_hf_json(&json, path)?;
-        if let Some(dir) = path.parent() {
-            let gen_path = dir.join("generation_config.json");
-            if let Ok(text) = std::fs::read_to_string(&gen_path) {
-                let json: Value = serde_json::from_str(&text)
-                    .map_err(|source| ModelError::Json { path: gen_path.clone(), source })?;
-                for id in token_ids(&json, "eos_token_id", &gen_path)? {
-                    if !config.eos_token_ids.contains(&id) {
-                        config.eos_token_ids.push(id);
-                    }
+        if let Some(text) = generation {
+            let json: Value = serde_json::from_str(text)
+                .map_err(|source| ModelError::Json { path: gen_path.to_path_buf(), source })?;
+            for id in token_ids(&json, "eos_token_id", gen_path)? {
+                if !config.eos_token_ids.contains(&id) {
+                    config.eos_token_ids.push(id);
                 }
-                if config.bos_token_id.is_none() {
-                    config.bos_token_id = token_ids(&json, "bos_token_id", &gen_path)?.first().copied();
-                }
+            }
+            if config.bos_token_id.is_none() {
+                config.bos_token_id = token_ids(&json, "bos_token_id", gen_path)?.first().copied();
             }
         }
         Ok(config)
@@ -301,6 +311,27 @@ impl ModelConfig {
         ] {
             if v == 0 {
                 return err(field, "must be positive".into());
+            }
+        }
+        if self.num_layers > MAX_LAYERS {
+            return err("num_hidden_layers", format!("{} layers (at most {MAX_LAYERS})", self.num_layers));
+        }
+        // The matrices' sizes must be computable: no product of the fields
+        // may overflow (a hostile config could otherwise wrap the shapes
+        // the tensors are checked against).
+        let product = |factors: &[usize]| -> Option<usize> {
+            factors.iter().try_fold(1usize, |acc, &f| acc.checked_mul(f)).filter(|&n| n <= isize::MAX as usize / 4)
+        };
+        let qkv_rows = product(&[self.num_heads, self.head_dim])
+            .zip(product(&[2, self.num_kv_heads, self.head_dim]))
+            .and_then(|(q, kv)| q.checked_add(kv));
+        for (field, size) in [
+            ("head_dim", qkv_rows.and_then(|rows| product(&[rows, self.hidden_size]))),
+            ("intermediate_size", product(&[2, self.intermediate_size, self.hidden_size])),
+            ("vocab_size", product(&[self.vocab_size, self.hidden_size])),
+        ] {
+            if size.is_none() {
+                return err(field, "too large: the matrix sizes it implies overflow".into());
             }
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {

@@ -43,6 +43,50 @@ pub enum ModelError {
         /// What is wrong.
         reason: String,
     },
+    /// A GGUF file that is malformed (or holds something unsupported): the
+    /// reader's error, with the file.
+    #[error("{}: {error}", path.display())]
+    GgufFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where (part of this error's message, so not
+        /// also its `source`).
+        error: crate::gguf::GgufError,
+    },
+    /// A weight that is NaN or infinite: refused at load, since it would
+    /// only ever produce NaN text.
+    #[error("tensor `{name}` has a non-finite weight ({value}) at element {index}")]
+    NonFiniteWeight {
+        /// The tensor.
+        name: String,
+        /// The element (row-major).
+        index: usize,
+        /// The value (NaN, inf or -inf).
+        value: f32,
+    },
+    /// The forward pass produced NaN or infinite logits (weights whose
+    /// quantization scales are NaN or infinite, for instance).
+    #[error("the model produced non-finite logits at position {position} (its weights or scales contain NaN or Inf)")]
+    NonFiniteLogits {
+        /// The position of the token whose logits they are.
+        position: usize,
+    },
+    /// Loading (or running) would need more memory than is available.
+    #[error(
+        "{what} needs about {} of memory, but only {} is available ({source_of_limit})",
+        human_bytes(*needed),
+        human_bytes(*available)
+    )]
+    OutOfMemory {
+        /// What needs it (a model file, a KV cache).
+        what: String,
+        /// Bytes needed (an estimate, not below what is kept resident).
+        needed: u64,
+        /// Bytes available.
+        available: u64,
+        /// Where the limit comes from (`MemAvailable in /proc/meminfo`, or the override).
+        source_of_limit: String,
+    },
     /// A tensor the architecture needs is not in the checkpoint.
     #[error("tensor `{name}` is missing from {}", path.display())]
     MissingTensor {
@@ -109,6 +153,23 @@ impl ModelError {
     /// A [`ModelError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> ModelError {
         ModelError::Io { path: path.into(), source }
+    }
+}
+
+/// `bytes` in the largest binary unit that keeps the number at least 1
+/// (`512 B`, `48 KiB`, `1.50 GiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
     }
 }
 

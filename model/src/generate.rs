@@ -104,14 +104,17 @@ pub fn generate(
         return Err(ModelError::ContextOverflow { needed: prompt.len(), context: state.context() });
     }
     let mut timings = Timings { prompt_tokens: prompt.len(), ..Timings::default() };
-    let mut history: Vec<u32> = Vec::with_capacity(prompt.len() + options.max_tokens);
+    // At most the context's worth of ids is ever generated: `max_tokens`
+    // (a user's number) does not size an allocation.
+    let room = state.context() - prompt.len() + 1;
+    let mut history: Vec<u32> = Vec::with_capacity(prompt.len() + options.max_tokens.min(room));
     history.extend_from_slice(prompt);
-    let mut ids = Vec::with_capacity(options.max_tokens);
+    let mut ids = Vec::with_capacity(options.max_tokens.min(room));
     if options.max_tokens == 0 {
         return Ok(Generation { ids, stop: StopReason::Length, timings });
     }
     let start = Instant::now();
-    let logits = model.forward_last(state, prompt, exec)?;
+    let logits = finite(model.forward_last(state, prompt, exec)?, prompt.len() - 1)?;
     let mut next = sampler.sample(logits, &history);
     timings.prompt_seconds = start.elapsed().as_secs_f64();
     let decode_start = Instant::now();
@@ -132,10 +135,18 @@ pub fn generate(
         if state.position() >= state.context() {
             break StopReason::Context;
         }
-        let logits = model.forward_last(state, &[next], exec)?;
+        let position = state.position();
+        let logits = finite(model.forward_last(state, &[next], exec)?, position)?;
         next = sampler.sample(logits, &history);
         timings.decode_tokens += 1;
     };
     timings.decode_seconds = decode_start.elapsed().as_secs_f64();
     Ok(Generation { ids, stop, timings })
+}
+
+/// `logits` if they are all finite; NaN or infinite logits (from NaN or
+/// infinite weights or scales) are an error rather than a stream of
+/// arbitrary tokens.
+fn finite(logits: &[f32], position: usize) -> Result<&[f32]> {
+    if logits.iter().all(|x| x.is_finite()) { Ok(logits) } else { Err(ModelError::NonFiniteLogits { position }) }
 }

@@ -110,6 +110,11 @@ impl SafetensorsFiles {
         Ok(SafetensorsFiles { dir: path.to_path_buf(), shards: vec![shard], index })
     }
 
+    /// The `__metadata__` strings of the (first) file, if it has any.
+    pub fn metadata(&self) -> Option<&HashMap<String, String>> {
+        self.shards.first().and_then(|s| s.metadata.metadata().as_ref())
+    }
+
     /// Whether the checkpoint has a tensor of this name.
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
@@ -118,6 +123,14 @@ impl SafetensorsFiles {
     /// Every tensor name.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.index.keys().map(String::as_str)
+    }
+
+    /// Every tensor's name and shape (row-major), in no particular order.
+    pub fn shapes(&self) -> impl Iterator<Item = (&str, &[usize])> {
+        self.index.iter().filter_map(|(name, &shard)| {
+            let info = self.shards.get(shard)?.metadata.info(name)?;
+            Some((name.as_str(), info.shape.as_slice()))
+        })
     }
 
     /// A tensor's raw bytes, dtype and shape.
@@ -170,12 +183,18 @@ impl Shard {
     }
 }
 
-/// Converts little-endian bf16, f16 or f32 bytes to f32.
+/// Converts little-endian bf16, f16 or f32 bytes to f32. A NaN or
+/// infinite weight is an error ([`ModelError::NonFiniteWeight`]): a model
+/// with one would only ever produce NaN logits.
 pub fn to_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
-    match dtype {
-        Dtype::F32 => Ok(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
-        Dtype::BF16 => Ok(data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-        Dtype::F16 => Ok(data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-        other => Err(ModelError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+    let values: Vec<f32> = match dtype {
+        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        other => return Err(ModelError::UnsupportedDtype { name: name.to_string(), dtype: format!("{other:?}") }),
+    };
+    if let Some(index) = values.iter().position(|v| !v.is_finite()) {
+        return Err(ModelError::NonFiniteWeight { name: name.to_string(), index, value: values[index] });
     }
+    Ok(values)
 }

@@ -3,7 +3,11 @@
 //!
 //! - [`config`]: [`ModelConfig`] from a Hugging Face `config.json`, validated.
 //! - [`hf`]: safetensors checkpoints by mmap (single or sharded);
-//!   [`load_gguf`]: GGUF files, tensors run as stored.
+//!   [`load_hf`]: Hugging Face folders, quantized at load;
+//!   [`load_gguf`]: GGUF files, tensors run as stored;
+//!   [`quantized`]: files of `asdsl quantize`, quantized once, loaded by mmap.
+//! - [`stored`]: matrices as stored (f32 or blocks), before packing.
+//! - [`memory`]: refusing a load larger than the memory available.
 //! - [`quant`]: which format each matrix of a float checkpoint is quantized to.
 //! - [`resolve`]: which kernel variant runs each matrix, chosen once at load.
 //! - [`linear`]: f32 and quantized linear layers.
@@ -27,13 +31,17 @@ pub mod gguf;
 pub mod hf;
 pub mod linear;
 pub mod load_gguf;
+pub mod load_hf;
+pub mod memory;
 pub mod model;
 pub mod perplexity;
 pub mod quant;
+pub mod quantized;
 pub mod random;
 pub mod resolve;
 pub mod rope;
 pub mod sampler;
+pub mod stored;
 pub mod tokenizer;
 
 pub use asdsl_kernels as kernels;

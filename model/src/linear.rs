@@ -3,11 +3,10 @@
 //! [`Resolver`] chose for them, once, at load.
 
 use asdsl_kernels::input::Input;
-use asdsl_kernels::pack::{Layout, PackedMatrix, quantize_matrix};
+use asdsl_kernels::pack::Layout;
 use asdsl_kernels::run::{Gemv, Partition};
 use asdsl_kernels::variant::Variant;
 use asdsl_kernels::{BlockFormat, Format};
-use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
 use crate::exec::Exec;
@@ -59,51 +58,9 @@ impl Linear {
         Ok(Linear { rows, cols, kind: Kind::F32(weights), bias: None })
     }
 
-    /// Quantizes row-major f32 weights to `format` (rows in parallel) and
-    /// packs them for the variants resolved for this shape.
-    pub fn quantize(
-        rows: usize,
-        cols: usize,
-        weights: &[f32],
-        format: Format,
-        resolver: &Resolver<'_>,
-    ) -> Result<Linear> {
-        if weights.len() != rows * cols || rows == 0 || cols == 0 {
-            return Err(ModelError::Invalid(format!("{} weights for a {rows}x{cols} matrix", weights.len())));
-        }
-        let info = format.info();
-        let padded = cols.div_ceil(info.block_len) * info.block_len;
-        if padded != cols {
-            if format.is_gguf() {
-                return Err(ModelError::Invalid(format!(
-                    "{format} needs rows of whole {}-weight blocks, not {cols}",
-                    info.block_len
-                )));
-            }
-            // Native formats pad rows to whole groups; the kernels' packer
-            // keeps the logical width (inputs are zero-padded by `Input`).
-            let pack = |variant: &'static Variant| -> Result<Gemv> {
-                let m = PackedMatrix::quantize(format, rows, cols, weights, Layout::for_variant(variant))?;
-                Ok(Gemv::new(variant, m)?)
-            };
-            return Linear::resolved(rows, cols, format, resolver, pack);
-        }
-        let row_bytes = cols / info.block_len * info.block_bytes;
-        const ROWS_PER_JOB: usize = 64;
-        let parts: Vec<Result<Vec<u8>>> = weights
-            .par_chunks(ROWS_PER_JOB * cols)
-            .map(|w| quantize_matrix(format, w.len() / cols, cols, w).map_err(ModelError::from))
-            .collect();
-        let mut blocks = Vec::with_capacity(rows * row_bytes);
-        for p in parts {
-            blocks.extend_from_slice(&p?);
-        }
-        Linear::from_blocks(rows, cols, &blocks, format, resolver)
-    }
-
     /// Packs `rows` rows of `cols` weights given as blocks of `format` (a
-    /// GGUF tensor's bytes, or a quantizer's output) for the variants
-    /// resolved for this shape.
+    /// GGUF tensor's bytes, or a quantizer's output: a native format's rows
+    /// padded to whole groups) for the variants resolved for this shape.
     pub fn from_blocks(
         rows: usize,
         cols: usize,

@@ -33,6 +33,7 @@ impl Model {
     pub fn load_gguf_bytes(bytes: &[u8], path: &Path, options: &LoadOptions<'_>, start: Instant) -> Result<Model> {
         let gguf = Gguf::parse(bytes).map_err(|e| gguf_err(path, e))?;
         let config = config_from_gguf(&gguf, path)?;
+        crate::memory::check(&path.display().to_string(), crate::memory::gguf_load_bytes(gguf.header()))?;
         let c = &config;
         let (h, qd, kvd, inter, vocab) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
         let n = c.num_layers;
@@ -178,7 +179,7 @@ impl Model {
 }
 
 fn gguf_err(path: &Path, e: crate::gguf::GgufError) -> ModelError {
-    ModelError::Config { path: path.into(), field: "GGUF".into(), reason: e.to_string() }
+    ModelError::GgufFile { path: path.into(), error: e }
 }
 
 /// The runtime configuration of a GGUF file's metadata.

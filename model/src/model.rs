@@ -7,14 +7,12 @@ use std::time::Instant;
 
 use asdsl_kernels::Format;
 use asdsl_kernels::tune::{LoadedPlan, MatrixKey};
-use rayon::prelude::*;
 
 use crate::config::{Arch, ModelConfig};
 use crate::error::{ModelError, Result};
 use crate::geometry::KeyUse;
-use crate::hf::SafetensorsFiles;
 use crate::linear::{Linear, dequantize_row};
-use crate::quant::{QuantSpec, Role};
+use crate::quant::QuantSpec;
 use crate::resolve::{Activations, Resolver};
 
 /// The token embedding table.
@@ -56,85 +54,90 @@ impl Embedding {
     }
 }
 
-/// The query/key/value projections of a block.
+/// The query/key/value projections of a block. `M` is the matrix type: a
+/// [`Linear`] ready to run, or a [`StoredMatrix`](crate::stored::StoredMatrix)
+/// on its way to or from a file.
 // One value per layer, never moved in a hot path: boxing would only add a hop.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Qkv {
+pub enum Qkv<M = Linear> {
     /// One matrix of `q_dim + 2 kv_dim` rows (q, then k, then v).
-    Fused(Linear),
+    Fused(M),
     /// Three matrices (when their formats differ).
     Split {
         /// Query.
-        q: Linear,
+        q: M,
         /// Key.
-        k: Linear,
+        k: M,
         /// Value.
-        v: Linear,
+        v: M,
     },
 }
 
 /// The gate and up projections of a block's MLP.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum GateUp {
+pub enum GateUp<M = Linear> {
     /// One matrix of `2 * intermediate` rows (gate, then up).
-    Fused(Linear),
+    Fused(M),
     /// Two matrices (when their formats differ).
     Split {
         /// Gate.
-        gate: Linear,
+        gate: M,
         /// Up.
-        up: Linear,
+        up: M,
     },
 }
 
 /// One transformer block.
 #[derive(Debug)]
-pub struct Layer {
+pub struct Layer<M = Linear> {
     /// RMSNorm weight before attention.
     pub attn_norm: Vec<f32>,
     /// q, k, v projections.
-    pub qkv: Qkv,
+    pub qkv: Qkv<M>,
     /// Attention output projection.
-    pub o: Linear,
+    pub o: M,
     /// RMSNorm weight before the MLP.
     pub ffn_norm: Vec<f32>,
     /// Gate and up projections.
-    pub gate_up: GateUp,
+    pub gate_up: GateUp<M>,
     /// Down projection.
-    pub down: Linear,
+    pub down: M,
 }
 
-impl Layer {
+impl<M> Layer<M> {
+    /// The same block with every matrix converted by `f`.
+    pub fn try_map<N, E>(self, mut f: impl FnMut(M) -> Result<N, E>) -> Result<Layer<N>, E> {
+        Ok(Layer {
+            attn_norm: self.attn_norm,
+            qkv: match self.qkv {
+                Qkv::Fused(m) => Qkv::Fused(f(m)?),
+                Qkv::Split { q, k, v } => Qkv::Split { q: f(q)?, k: f(k)?, v: f(v)? },
+            },
+            o: f(self.o)?,
+            ffn_norm: self.ffn_norm,
+            gate_up: match self.gate_up {
+                GateUp::Fused(m) => GateUp::Fused(f(m)?),
+                GateUp::Split { gate, up } => GateUp::Split { gate: f(gate)?, up: f(up)? },
+            },
+            down: f(self.down)?,
+        })
+    }
+
     /// The block's matrices with their roles, in forward order.
-    fn named_linears(&self) -> Vec<(&'static str, &Linear)> {
+    pub fn named_matrices(&self) -> Vec<(&'static str, &M)> {
         let mut v = Vec::new();
         match &self.qkv {
-            Qkv::Fused(l) => v.push(("qkv", l)),
+            Qkv::Fused(m) => v.push(("qkv", m)),
             Qkv::Split { q, k, v: vv } => v.extend([("q", q), ("k", k), ("v", vv)]),
         }
         v.push(("o", &self.o));
         match &self.gate_up {
-            GateUp::Fused(l) => v.push(("gate_up", l)),
+            GateUp::Fused(m) => v.push(("gate_up", m)),
             GateUp::Split { gate, up } => v.extend([("gate", gate), ("up", up)]),
         }
         v.push(("down", &self.down));
-        v
-    }
-
-    fn linears(&self) -> Vec<&Linear> {
-        let mut v = Vec::new();
-        match &self.qkv {
-            Qkv::Fused(l) => v.push(l),
-            Qkv::Split { q, k, v: vv } => v.extend([q, k, vv]),
-        }
-        v.push(&self.o);
-        match &self.gate_up {
-            GateUp::Fused(l) => v.push(l),
-            GateUp::Split { gate, up } => v.extend([gate, up]),
-        }
-        v.push(&self.down);
         v
     }
 }
@@ -215,135 +218,10 @@ impl Default for LoadOptions<'_> {
 }
 
 impl Model {
-    /// Loads a Hugging Face model folder (config.json and safetensors),
-    /// quantizing float matrices as `options.quant` says.
-    pub fn load_hf(dir: &Path, options: &LoadOptions<'_>) -> Result<Model> {
-        let start = Instant::now();
-        if !dir.is_dir() {
-            return Err(ModelError::io(dir, std::io::Error::new(std::io::ErrorKind::NotFound, "not a model folder")));
-        }
-        let config = ModelConfig::from_hf_file(&dir.join("config.json"))?;
-        let files = SafetensorsFiles::open_dir(dir)?;
-        let c = &config;
-        let (h, qd, kvd, inter, vocab) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
-        let n = c.num_layers;
-        let spec = options.quant;
-        let resolver = Resolver::new(options.plan, options.threads, options.activations);
-        let total = n * 4 + 1;
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let tick = || {
-            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if let Some(p) = options.progress {
-                p(d, total);
-            }
-        };
-        let linear = |w: &[f32], rows: usize, cols: usize, format: Option<Format>| -> Result<Linear> {
-            match format {
-                None => Linear::f32(rows, cols, w.to_vec()),
-                Some(f) => Linear::quantize(rows, cols, w, f, &resolver),
-            }
-        };
-        let embed_table = files.f32("model.embed_tokens.weight", &[vocab, h])?;
-        let layers: Vec<Layer> = (0..n)
-            .into_par_iter()
-            .map(|i| -> Result<Layer> {
-                let p = format!("model.layers.{i}");
-                let attn_norm = files.f32(&format!("{p}.input_layernorm.weight"), &[h])?;
-                let ffn_norm = files.f32(&format!("{p}.post_attention_layernorm.weight"), &[h])?;
-                let fused_qkv = format!("{p}.self_attn.qkv_proj.weight");
-                let bias = |name: &str, rows: usize| -> Result<Option<Vec<f32>>> {
-                    if c.qkv_bias {
-                        Ok(Some(files.f32(&format!("{p}.self_attn.{name}.bias"), &[rows])?))
-                    } else {
-                        Ok(None)
-                    }
-                };
-                let qkv = if files.contains(&fused_qkv) {
-                    let w = files.f32(&fused_qkv, &[qd + 2 * kvd, h])?;
-                    let mut l = linear(&w, qd + 2 * kvd, h, spec.format_for(Role::Qkv, i, n, h))?;
-                    if c.qkv_bias {
-                        l = l.with_bias(files.f32(&format!("{p}.self_attn.qkv_proj.bias"), &[qd + 2 * kvd])?)?;
-                    }
-                    Qkv::Fused(l)
-                } else {
-                    let wq = files.f32(&format!("{p}.self_attn.q_proj.weight"), &[qd, h])?;
-                    let wk = files.f32(&format!("{p}.self_attn.k_proj.weight"), &[kvd, h])?;
-                    let wv = files.f32(&format!("{p}.self_attn.v_proj.weight"), &[kvd, h])?;
-                    let (bq, bk, bv) = (bias("q_proj", qd)?, bias("k_proj", kvd)?, bias("v_proj", kvd)?);
-                    let fq = spec.format_for(Role::Q, i, n, h);
-                    let fk = spec.format_for(Role::K, i, n, h);
-                    let fv = spec.format_for(Role::V, i, n, h);
-                    if fq == fk && fk == fv {
-                        let w = [wq, wk, wv].concat();
-                        let mut l = linear(&w, qd + 2 * kvd, h, fq)?;
-                        if let (Some(bq), Some(bk), Some(bv)) = (bq, bk, bv) {
-                            l = l.with_bias([bq, bk, bv].concat())?;
-                        }
-                        Qkv::Fused(l)
-                    } else {
-                        let with = |l: Linear, b: Option<Vec<f32>>| match b {
-                            Some(b) => l.with_bias(b),
-                            None => Ok(l),
-                        };
-                        Qkv::Split {
-                            q: with(linear(&wq, qd, h, fq)?, bq)?,
-                            k: with(linear(&wk, kvd, h, fk)?, bk)?,
-                            v: with(linear(&wv, kvd, h, fv)?, bv)?,
-                        }
-                    }
-                };
-                tick();
-                let wo = files.f32(&format!("{p}.self_attn.o_proj.weight"), &[h, qd])?;
-                let o = linear(&wo, h, qd, spec.format_for(Role::O, i, n, qd))?;
-                tick();
-                let fused_gu = format!("{p}.mlp.gate_up_proj.weight");
-                let gate_up = if files.contains(&fused_gu) {
-                    let w = files.f32(&fused_gu, &[2 * inter, h])?;
-                    GateUp::Fused(linear(&w, 2 * inter, h, spec.format_for(Role::GateUp, i, n, h))?)
-                } else {
-                    let wg = files.f32(&format!("{p}.mlp.gate_proj.weight"), &[inter, h])?;
-                    let wu = files.f32(&format!("{p}.mlp.up_proj.weight"), &[inter, h])?;
-                    let (fg, fu) = (spec.format_for(Role::Gate, i, n, h), spec.format_for(Role::Up, i, n, h));
-                    if fg == fu {
-                        GateUp::Fused(linear(&[wg, wu].concat(), 2 * inter, h, fg)?)
-                    } else {
-                        GateUp::Split { gate: linear(&wg, inter, h, fg)?, up: linear(&wu, inter, h, fu)? }
-                    }
-                };
-                tick();
-                let wd = files.f32(&format!("{p}.mlp.down_proj.weight"), &[h, inter])?;
-                let down = linear(&wd, h, inter, spec.format_for(Role::Down, i, n, inter))?;
-                tick();
-                Ok(Layer { attn_norm, qkv, o, ffn_norm, gate_up, down })
-            })
-            .collect::<Result<_>>()?;
-        let norm = files.f32("model.norm.weight", &[h])?;
-        let out_format = spec.format_for(Role::Output, n, n, h);
-        let output = if c.tie_word_embeddings || !files.contains("lm_head.weight") {
-            if !c.tie_word_embeddings {
-                return Err(ModelError::MissingTensor { name: "lm_head.weight".into(), path: dir.to_path_buf() });
-            }
-            linear(&embed_table, vocab, h, out_format)?
-        } else {
-            linear(&files.f32("lm_head.weight", &[vocab, h])?, vocab, h, out_format)?
-        };
-        tick();
-        let mut model = Model {
-            config,
-            embed: Embedding::F32(embed_table),
-            layers,
-            norm,
-            output,
-            needs_q8: false,
-            info: LoadInfo { quant: spec.to_string(), ..LoadInfo::default() },
-        };
-        model.finish(start, &resolver);
-        Ok(model)
-    }
-
     /// Every matrix of the model.
     pub fn linears(&self) -> Vec<&Linear> {
-        let mut v: Vec<&Linear> = self.layers.iter().flat_map(Layer::linears).collect();
+        let mut v: Vec<&Linear> =
+            self.layers.iter().flat_map(|l| l.named_matrices().into_iter().map(|(_, m)| m)).collect();
         v.push(&self.output);
         v
     }
@@ -374,7 +252,7 @@ impl Model {
     /// quantized matrices; f32 ones run no kernel variant), with their roles
     /// and calls per token, in forward order: what `asdsl tune --model` tunes.
     pub fn decode_keys(&self) -> Vec<KeyUse> {
-        let mut named: Vec<(&str, &Linear)> = self.layers.iter().flat_map(Layer::named_linears).collect();
+        let mut named: Vec<(&str, &Linear)> = self.layers.iter().flat_map(Layer::named_matrices).collect();
         named.push(("output", &self.output));
         let mut out: Vec<KeyUse> = Vec::new();
         for (name, l) in named {
@@ -428,10 +306,19 @@ impl Model {
             .map_err(|e| ModelError::io(path, e));
         match read {
             Ok(()) if &magic == b"GGUF" => Model::load_gguf(path, options),
+            Ok(()) if is_safetensors(path) => Model::load_quantized(path, options),
             Ok(()) | Err(_) => Err(ModelError::Unsupported(format!(
-                "{}: not a GGUF file or a Hugging Face model folder (with config.json and safetensors)",
+                "{}: not a GGUF file, a file of `asdsl quantize` or a Hugging Face model folder \
+                 (with config.json and safetensors)",
                 path.display()
             ))),
         }
     }
+}
+
+/// Whether `path` starts like a safetensors file: an 8-byte header length,
+/// then the header's JSON object.
+pub fn is_safetensors(path: &Path) -> bool {
+    let mut head = [0u8; 9];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && head[8] == b'{'
 }

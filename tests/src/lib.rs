@@ -3,6 +3,27 @@
 
 use std::path::PathBuf;
 
+pub mod fuzz;
+
+use asdsl_model::geometry::Geometry;
+
+/// A tiny model geometry (two layers, hidden 64, vocabulary 2048): its
+/// random-weight GGUF file is about 200 KB and loads in milliseconds.
+pub const TINY: Geometry = Geometry {
+    name: "tiny",
+    model: "tiny test model",
+    hidden: 64,
+    layers: 2,
+    heads: 4,
+    kv_heads: 2,
+    head_dim: 16,
+    ffn: 128,
+    vocab: 2048,
+    fused_qkv: false,
+    fused_gate_up: false,
+    tied_embeddings: false,
+};
+
 /// Where the shared fixtures are: `ASDSL_SHARED`, or `../shared` beside the
 /// workspace. `None` (with a message on stderr) when missing, unless
 /// `ASDSL_REQUIRE_SHARED=1`, which turns a missing folder into a panic so CI

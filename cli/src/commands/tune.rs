@@ -103,6 +103,13 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         Some(list) => list.0.clone(),
         None => (1..=cpu.physical_cores.max(1)).collect(),
     };
+    let cores = cpu.logical_cores.max(1);
+    if let Some(&bad) = threads.iter().find(|&&t| t > cores) {
+        return Err(crate::exit::fail(
+            crate::exit::Exit::Resource,
+            format!("--threads {bad}: this machine has {cores} logical cores; tune at most {cores} threads"),
+        ));
+    }
     let output = match &args.output {
         Some(p) => p.clone(),
         None => plan::default_path_for(&plan::Fingerprint::current())

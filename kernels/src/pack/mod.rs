@@ -150,7 +150,10 @@ pub struct PackedMatrix {
 
 impl PackedMatrix {
     /// Packs `rows` rows of `cols` weights given as `format` blocks, row
-    /// after row (a GGUF tensor's bytes), into `layout`.
+    /// after row (a GGUF tensor's bytes, or [`quantize_matrix`]'s output),
+    /// into `layout`. Rows of a native format whose last group is partial
+    /// are given padded with zeros to whole groups, as [`quantize_matrix`]
+    /// writes them; GGUF formats need whole blocks.
     pub fn from_blocks(
         format: Format,
         rows: usize,
@@ -158,7 +161,14 @@ impl PackedMatrix {
         blocks: &[u8],
         layout: Layout,
     ) -> Result<PackedMatrix, KernelError> {
-        crate::with_format!(format, F => pack::<F>(rows, cols, blocks, layout))
+        let block_len = format.info().block_len;
+        if format.is_gguf() || cols.is_multiple_of(block_len) {
+            return crate::with_format!(format, F => pack::<F>(rows, cols, blocks, layout));
+        }
+        let padded = cols.div_ceil(block_len) * block_len;
+        let mut m = crate::with_format!(format, F => pack::<F>(rows, padded, blocks, layout))?;
+        m.cols = cols;
+        Ok(m)
     }
 
     /// Quantizes row-major f32 weights (`rows * cols`) into `format` and
@@ -172,10 +182,7 @@ impl PackedMatrix {
         layout: Layout,
     ) -> Result<PackedMatrix, KernelError> {
         let blocks = quantize_matrix(format, rows, cols, weights)?;
-        let padded = cols.div_ceil(format.info().block_len) * format.info().block_len;
-        let mut m = PackedMatrix::from_blocks(format, rows, padded, &blocks, layout)?;
-        m.cols = cols;
-        Ok(m)
+        PackedMatrix::from_blocks(format, rows, cols, &blocks, layout)
     }
 
     /// The weight format.

@@ -38,6 +38,11 @@ use crate::variant::Variant;
 /// The plan format version this build writes and reads.
 pub const PLAN_VERSION: u32 = 1;
 
+/// The largest plan file read (64 MiB; a plan of every key of several
+/// models at several thread counts is well under 1 MiB). A larger file is
+/// refused as corrupt rather than read into memory.
+pub const MAX_PLAN_BYTES: u64 = 64 << 20;
+
 /// The environment variable naming a plan file to use instead of the default.
 pub const PLAN_ENV: &str = "ASDSL_PLAN";
 
@@ -381,7 +386,17 @@ impl Plan {
     /// Reads and parses a plan file without checking it against this
     /// machine (for `asdsl plan show`).
     pub fn read(path: &Path) -> Result<Plan, PlanError> {
-        let bytes = std::fs::read(path).map_err(|source| PlanError::Io { path: path.to_path_buf(), source })?;
+        let io = |source| PlanError::Io { path: path.to_path_buf(), source };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len > MAX_PLAN_BYTES {
+            return Err(PlanError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("{len} bytes, more than a plan can be ({MAX_PLAN_BYTES} bytes at most)"),
+            });
+        }
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_PLAN_BYTES + 1), &mut bytes).map_err(io)?;
         let text = String::from_utf8(bytes)
             .map_err(|e| PlanError::Corrupt { path: path.to_path_buf(), reason: format!("not UTF-8: {e}") })?;
         Plan::from_json(&text, path)

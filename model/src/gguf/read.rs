@@ -252,12 +252,12 @@ pub(super) fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
             return Err(GgufError::UnknownTensorType { tensor: name, type_id, type_name: ggml_type.name().to_owned() });
         };
         let overflow = || GgufError::DimsOverflow { tensor: name.clone(), dims: dims.clone() };
-        // ggml keeps element counts in int64_t: the product must fit there.
-        let n_elements = dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n <= i64::MAX as u64)
-            .ok_or_else(overflow)?;
+        // ggml keeps element counts in int64_t: the product must fit there,
+        // also of the non-zero dims alone (as llama.cpp checks), so that no
+        // partial product (`rows()`) overflows when another dim is 0.
+        let fits = |product: Option<u64>| product.filter(|&n| n <= i64::MAX as u64);
+        fits(dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1)))).ok_or_else(overflow)?;
+        let n_elements = fits(dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))).ok_or_else(overflow)?;
         let cols = dims.first().copied().unwrap_or(1);
         if !cols.is_multiple_of(block_len) {
             return Err(GgufError::PartialBlock {

@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::OnceLock;
 
 use fancy_regex::Regex;
 
@@ -98,15 +99,22 @@ pub struct BpeModel {
 impl BpeModel {
     /// Reads the merges and picks the pre-tokenizer named by `vocab.pre`.
     pub fn from_gguf(header: &GgufHeader, vocab: &Vocab) -> Result<BpeModel, TokenizerError> {
-        let Some(&(_, patterns, ignore_merges)) =
-            PRE_TOKENIZERS.iter().find(|(names, _, _)| names.contains(&vocab.pre.as_str()))
-        else {
+        let Some(index) = PRE_TOKENIZERS.iter().position(|(names, _, _)| names.contains(&vocab.pre.as_str())) else {
             return Err(TokenizerError::UnknownPreTokenizer(vocab.pre.clone(), known_pre_tokenizers()));
         };
-        let regexes = patterns
-            .iter()
-            .map(|p| Regex::new(p).map_err(|e| TokenizerError::Vocab(format!("pre-tokenizer regex {p}: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (_, patterns, ignore_merges) = PRE_TOKENIZERS[index];
+        // compiling the Unicode-class regexes costs milliseconds: once per process
+        static COMPILED: [OnceLock<Result<Vec<Regex>, String>>; PRE_TOKENIZERS.len()] =
+            [const { OnceLock::new() }; PRE_TOKENIZERS.len()];
+        let regexes = COMPILED[index]
+            .get_or_init(|| {
+                patterns
+                    .iter()
+                    .map(|p| Regex::new(p).map_err(|e| format!("pre-tokenizer regex {p}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .clone()
+            .map_err(TokenizerError::Vocab)?;
         let merges = header
             .get_str_array("tokenizer.ggml.merges")?
             .ok_or_else(|| TokenizerError::Vocab("tokenizer.ggml.merges is missing".into()))?;

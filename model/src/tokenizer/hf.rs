@@ -27,15 +27,59 @@ pub struct HfTokenizer {
     eos_text: Option<String>,
 }
 
-fn read_json(path: &Path) -> Result<Option<Json>, TokenizerError> {
-    if !path.is_file() {
-        return Ok(None);
+/// The texts of a Hugging Face tokenizer's files: `tokenizer.json` and,
+/// when the folder has them, `tokenizer_config.json`,
+/// `generation_config.json` and `chat_template.jinja`. Read from a folder,
+/// or carried inside a file of `asdsl quantize`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HfTokenizerFiles {
+    /// `tokenizer.json`.
+    pub tokenizer: String,
+    /// `tokenizer_config.json`.
+    pub tokenizer_config: Option<String>,
+    /// `generation_config.json`.
+    pub generation_config: Option<String>,
+    /// `chat_template.jinja`.
+    pub chat_template: Option<String>,
+}
+
+impl HfTokenizerFiles {
+    /// The file names, in the order of the fields.
+    pub const NAMES: [&'static str; 4] =
+        ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "chat_template.jinja"];
+
+    /// Reads the files of `folder`; `tokenizer.json` must be there.
+    pub fn read(folder: &Path) -> Result<HfTokenizerFiles, TokenizerError> {
+        let read = |name: &str| -> Result<Option<String>, TokenizerError> {
+            let path = folder.join(name);
+            if !path.is_file() {
+                return Ok(None);
+            }
+            std::fs::read_to_string(&path)
+                .map(Some)
+                .map_err(|source| TokenizerError::Io { path: path.display().to_string(), source })
+        };
+        let [tokenizer, tokenizer_config, generation_config, chat_template] = HfTokenizerFiles::NAMES;
+        let Some(tokenizer) = read(tokenizer)? else {
+            return Err(TokenizerError::Hf {
+                path: folder.join(tokenizer).display().to_string(),
+                message: "no tokenizer.json in the folder".into(),
+            });
+        };
+        Ok(HfTokenizerFiles {
+            tokenizer,
+            tokenizer_config: read(tokenizer_config)?,
+            generation_config: read(generation_config)?,
+            chat_template: read(chat_template)?,
+        })
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| TokenizerError::Io { path: path.display().to_string(), source })?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| TokenizerError::Json { path: path.display().to_string(), message: e.to_string() })
+}
+
+/// Parses the JSON `text` of the file `path`, if there is one.
+fn parse_json(text: Option<&str>, path: &str) -> Result<Option<Json>, TokenizerError> {
+    text.map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| TokenizerError::Json { path: path.to_string(), message: e.to_string() })
 }
 
 /// A token given in tokenizer_config.json as a string or `{"content": ...}`.
@@ -48,20 +92,25 @@ fn token_text(value: Option<&Json>) -> Option<String> {
 }
 
 impl HfTokenizer {
-    /// Loads `tokenizer.json` from `folder`, with `tokenizer_config.json` and
-    /// `generation_config.json` when present.
+    /// Loads `tokenizer.json` from `folder`, with `tokenizer_config.json`,
+    /// `generation_config.json` and `chat_template.jinja` when present.
     pub fn from_folder(folder: &Path) -> Result<HfTokenizer, TokenizerError> {
-        let path = folder.join("tokenizer.json");
-        let hf_error = |message: String| TokenizerError::Hf { path: path.display().to_string(), message };
-        if !path.is_file() {
-            return Err(hf_error("no tokenizer.json in the folder".into()));
-        }
-        let with_special = tokenizers::Tokenizer::from_file(&path).map_err(|e| hf_error(e.to_string()))?;
+        HfTokenizer::from_files(&HfTokenizerFiles::read(folder)?, &folder.display().to_string())
+    }
+
+    /// Builds the tokenizer from the texts of its files; `source` (a folder
+    /// or file) names them in errors.
+    pub fn from_files(files: &HfTokenizerFiles, source: &str) -> Result<HfTokenizer, TokenizerError> {
+        let path = |name: &str| format!("{source}/{name}");
+        let hf_error = |message: String| TokenizerError::Hf { path: path("tokenizer.json"), message };
+        let with_special: tokenizers::Tokenizer = files.tokenizer.parse().map_err(|e| hf_error(format!("{e}")))?;
         let mut without_special = with_special.clone();
         without_special.set_encode_special_tokens(true);
 
-        let config = read_json(&folder.join("tokenizer_config.json"))?.unwrap_or(Json::Null);
-        let generation = read_json(&folder.join("generation_config.json"))?.unwrap_or(Json::Null);
+        let config =
+            parse_json(files.tokenizer_config.as_deref(), &path("tokenizer_config.json"))?.unwrap_or(Json::Null);
+        let generation =
+            parse_json(files.generation_config.as_deref(), &path("generation_config.json"))?.unwrap_or(Json::Null);
         let bos_text = token_text(config.get("bos_token"));
         let eos_text = token_text(config.get("eos_token"));
         let id_of = |text: &Option<String>| text.as_deref().and_then(|t| with_special.token_to_id(t));
@@ -104,7 +153,7 @@ impl HfTokenizer {
                 .map(str::to_owned),
             _ => None,
         }
-        .or_else(|| std::fs::read_to_string(folder.join("chat_template.jinja")).ok());
+        .or_else(|| files.chat_template.clone());
         Ok(HfTokenizer {
             with_special,
             without_special,

@@ -30,7 +30,7 @@ use std::path::Path;
 pub use bpe::{ByteMap, known_pre_tokenizers};
 pub use error::TokenizerError;
 pub use gguf_tok::GgufTokenizer;
-pub use hf::HfTokenizer;
+pub use hf::{HfTokenizer, HfTokenizerFiles};
 pub use vocab::{TokenType, Vocab, VocabKind};
 
 use crate::gguf::GgufHeader;
@@ -53,6 +53,12 @@ impl Tokenizer {
     /// The tokenizer of a Hugging Face model folder.
     pub fn from_hf_folder(folder: &Path) -> Result<Tokenizer, TokenizerError> {
         Ok(Tokenizer::Hf(Box::new(HfTokenizer::from_folder(folder)?)))
+    }
+
+    /// A Hugging Face tokenizer from the texts of its files (`source` names
+    /// them in errors): the tokenizer inside a file of `asdsl quantize`.
+    pub fn from_hf_files(files: &HfTokenizerFiles, source: &str) -> Result<Tokenizer, TokenizerError> {
+        Ok(Tokenizer::Hf(Box::new(HfTokenizer::from_files(files, source)?)))
     }
 
     /// Encodes a prompt: BOS (and EOS) as the model's metadata asks; special

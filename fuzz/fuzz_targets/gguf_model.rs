@@ -1,0 +1,5 @@
+//! Fuzz target `gguf_model`: a thin call to [`asdsl_tests::fuzz::gguf_model`], which the
+//! stable test `tests/tests/fuzz_seeds.rs` runs over the committed seeds.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| asdsl_tests::fuzz::gguf_model(data));

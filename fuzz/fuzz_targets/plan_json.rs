@@ -1,0 +1,5 @@
+//! Fuzz target `plan_json`: a thin call to [`asdsl_tests::fuzz::plan_json`], which the
+//! stable test `tests/tests/fuzz_seeds.rs` runs over the committed seeds.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| asdsl_tests::fuzz::plan_json(data));

@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""Chooses the committed corpus: from each minimized corpus
+(corpus-work/<target>.min, made by `-merge=1`), up to 120 inputs and 24 KB,
+spread evenly over the inputs sorted by size, into corpus/<target>/. The
+full corpora stay in the git-ignored corpus-work/."""
+import os
+import shutil
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+MAX_FILES, MAX_BYTES = 120, 24 * 1024
+work = os.path.join(ROOT, "corpus-work")
+for name in sorted(os.listdir(work)):
+    if not name.endswith(".min"):
+        continue
+    target = name[: -len(".min")]
+    src = os.path.join(work, name)
+    files = sorted((os.path.getsize(os.path.join(src, f)), f) for f in os.listdir(src))
+    step = max(1, len(files) / MAX_FILES)
+    picked = [files[int(i * step)] for i in range(min(MAX_FILES, len(files)))]
+    while sum(s for s, _ in picked) > MAX_BYTES:
+        picked.pop()  # the largest
+    dst = os.path.join(ROOT, "corpus", target)
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    for _, f in picked:
+        shutil.copy(os.path.join(src, f), dst)
+    print(f"{target}: {len(picked)} of {len(files)} inputs, {sum(s for s, _ in picked)} bytes")
