@@ -13,6 +13,7 @@ use crate::config::{Arch, ModelConfig, RopeScaling, RopeStyle};
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgmlType, Gguf, GgufModelConfig, TensorInfo};
 use crate::linear::Linear;
+use crate::load_hf::Ticker;
 use crate::model::{Embedding, GateUp, Layer, LoadInfo, LoadOptions, Model, Qkv};
 use crate::resolve::Resolver;
 
@@ -38,14 +39,7 @@ impl Model {
         let (h, qd, kvd, inter, vocab) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
         let n = c.num_layers;
         let resolver = Resolver::new(options.plan, options.threads, options.activations);
-        let total = n + 1;
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let tick = || {
-            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if let Some(p) = options.progress {
-                p(d, total);
-            }
-        };
+        let ticker = Ticker::new(n + 1, options.progress);
         let t = |name: &str| -> Result<&TensorInfo> {
             gguf.tensor(name).ok_or_else(|| ModelError::MissingTensor { name: name.into(), path: path.into() })
         };
@@ -147,7 +141,7 @@ impl Model {
                     gate_up,
                     down: matrix(&format!("{p}.ffn_down.weight"), h, inter)?,
                 };
-                tick();
+                ticker.tick();
                 Ok(layer)
             })
             .collect::<Result<_>>()?;
@@ -163,7 +157,7 @@ impl Model {
         } else {
             matrix("token_embd.weight", vocab, h)?
         };
-        tick();
+        ticker.tick();
         let mut model = Model {
             norm: vector("output_norm.weight", h)?,
             config,

@@ -37,11 +37,6 @@ impl HfCheckpoint {
         Ok(HfCheckpoint { dir: dir.to_path_buf(), config, files, spec })
     }
 
-    /// The folder.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The token embedding table (`vocab x hidden`, f32).
     pub fn embedding(&self) -> Result<Vec<f32>> {
         let c = &self.config;

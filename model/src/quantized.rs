@@ -264,11 +264,6 @@ impl QuantizedFile {
         Ok(QuantizedFile { path: path.to_path_buf(), files, metadata, matrices })
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The `--quant` choice it was made with.
     pub fn quant(&self) -> &str {
         self.metadata.get("asdsl.quant").map_or("?", String::as_str)
