@@ -14,12 +14,19 @@ for name in sorted(os.listdir(work)):
         continue
     target = name[: -len(".min")]
     src = os.path.join(work, name)
+    # a merge still running (another run.sh): its .min is not complete yet
+    log = os.path.join(work, f"{target}.merge.log")
+    if os.path.exists(log) and "new files with" not in open(log, errors="replace").read():
+        print(f"{target}: merge in progress, left as it is")
+        continue
     files = sorted((os.path.getsize(os.path.join(src, f)), f) for f in os.listdir(src))
     step = max(1, len(files) / MAX_FILES)
     picked = [files[int(i * step)] for i in range(min(MAX_FILES, len(files)))]
     while sum(s for s, _ in picked) > MAX_BYTES:
         picked.pop()  # the largest
     dst = os.path.join(ROOT, "corpus", target)
+    if os.path.isdir(dst) and sorted(os.listdir(dst)) == sorted(f for _, f in picked):
+        continue  # unchanged: leave it, another run may be reading it
     shutil.rmtree(dst, ignore_errors=True)
     os.makedirs(dst)
     for _, f in picked:

@@ -30,14 +30,10 @@ pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
 pub const MAX_FILTER_SIZE: usize = 4096;
 
 /// Filters whose numeric arguments size an allocation: each runs behind a
-/// check of its arguments (`(name, hidden name of the builtin)`).
-const GUARDED_FILTERS: &[(&str, &str)] = &[
-    ("indent", "__asdsl_builtin_indent"),
-    ("tojson", "__asdsl_builtin_tojson"),
-    ("batch", "__asdsl_builtin_batch"),
-    ("slice", "__asdsl_builtin_slice"),
-    ("format", "__asdsl_builtin_format"),
-];
+/// check of its arguments, the builtin itself registered under a name with
+/// a random suffix per render, so that a template cannot call it unguarded
+/// (fuzzing found templates that did: fuzz/regressions/chat_template/).
+const GUARDED_FILTERS: &[&str] = &["indent", "tojson", "batch", "slice", "format"];
 
 /// Errors of chat template rendering.
 #[derive(Debug, Error)]
@@ -152,15 +148,18 @@ impl ChatTemplate {
             }
             minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
         });
-        env.add_filter("__asdsl_builtin_indent", minijinja::filters::indent);
-        env.add_filter("__asdsl_builtin_tojson", minijinja::filters::tojson);
-        env.add_filter("__asdsl_builtin_batch", minijinja::filters::batch);
-        env.add_filter("__asdsl_builtin_slice", minijinja::filters::slice);
-        env.add_filter("__asdsl_builtin_format", minijinja::filters::format);
-        for &(name, builtin) in GUARDED_FILTERS {
+        let nonce = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        let hidden = |name: &str| format!("__asdsl_builtin_{name}_{nonce:016x}");
+        env.add_filter(hidden("indent"), minijinja::filters::indent);
+        env.add_filter(hidden("tojson"), minijinja::filters::tojson);
+        env.add_filter(hidden("batch"), minijinja::filters::batch);
+        env.add_filter(hidden("slice"), minijinja::filters::slice);
+        env.add_filter(hidden("format"), minijinja::filters::format);
+        for &name in GUARDED_FILTERS {
+            let builtin = hidden(name);
             env.add_filter(name, move |state: &State, args: Rest<Value>| -> Result<Value, minijinja::Error> {
                 check_filter_args(name, &args)?;
-                state.apply_filter(builtin, &args)
+                state.apply_filter(&builtin, &args)
             });
         }
         env.set_fuel(Some(self.fuel));
@@ -231,6 +230,16 @@ fn check_filter_args(name: &str, args: &[Value]) -> Result<(), minijinja::Error>
         && let Some(spec) = args.first().and_then(Value::as_str)
     {
         check_format_widths(spec)?;
+        // minijinja 2.24's printf parser steps through conversions (and
+        // `%(key)s` keys) byte by byte and panics on a multi-byte character
+        // there (found by fuzzing: fuzz/regressions/chat_template/), so
+        // printf formats are ASCII from their first `%` on.
+        if spec.find('%').is_some_and(|i| !spec[i..].is_ascii()) {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                "format: a printf format with a non-ASCII character after its first %",
+            ));
+        }
     }
     args.iter().skip(1).try_for_each(|arg| check(name, arg))
 }
@@ -265,6 +274,15 @@ mod tests {
 
     fn render(source: &str) -> Result<String, ChatError> {
         ChatTemplate::new(source, None, None).render(&[ChatMessage::new("user", "a\nb")], true)
+    }
+
+    #[test]
+    fn printf_formats_with_multibyte_characters_are_errors_not_panics() {
+        for source in ["{{ '%(ké)s' | format }}", "{{ 'x%é' | format(1) }}", "{{ 'a' | __asdsl_builtin_format }}"] {
+            let template = ChatTemplate::new(source, None, None);
+            let err = template.render(&[], false).unwrap_err().to_string();
+            assert!(err.contains("non-ASCII") || err.contains("unknown filter"), "{source}: {err}");
+        }
     }
 
     #[test]
