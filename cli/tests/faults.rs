@@ -17,12 +17,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use asdsl_kernels::Format;
-use asdsl_kernels::tune::MatrixKey;
-use asdsl_kernels::tune::plan::{Entry, Measured, Plan};
 use asdsl_model::QuantSpec;
 use asdsl_model::gguf::{Array, Gguf, GgufWriter, Value};
 use asdsl_model::random::RandomModel;
-use asdsl_tests::TINY;
+use asdsl_tests::{TINY, tiny_plan_naming};
 use common::{asdsl, scratch, stderr, stdout};
 
 fn tiny_bytes() -> Vec<u8> {
@@ -203,41 +201,16 @@ fn thread_context_and_memory_limits() {
     );
 }
 
-/// A plan for this machine whose entries name `variant` for every key of the tiny model.
-fn plan_naming(variant: &str) -> Plan {
-    let mut plan = Plan::new_for_this_machine();
-    let (h, ffn, vocab) = (TINY.hidden, TINY.ffn, TINY.vocab);
-    for (rows, cols) in [(h + 2 * 32, h), (h, h), (2 * ffn, h), (h, ffn), (vocab, h)] {
-        plan.entries.push(Entry {
-            key: MatrixKey::dense(Format::Q8_0, rows, cols),
-            threads: 1,
-            choice: Measured {
-                variant: variant.to_string(),
-                partition: Default::default(),
-                secs: 1e-5,
-                gbs: 1.0,
-                roofline_pct: None,
-                samples: 3,
-            },
-            runners_up: vec![],
-            heuristic: None,
-            slowest: None,
-            candidates: 1,
-        });
-    }
-    plan
-}
-
 #[test]
 fn damaged_plans_fall_back_with_one_line() {
     let dir = scratch("faults-plans");
     let model = dir.join("tiny.gguf");
     std::fs::write(&model, tiny_bytes()).unwrap();
-    let good = plan_naming("q8_0.r4.c1.dense.q8.scalar");
+    let good = tiny_plan_naming("q8_0.r4.c1.dense.q8.scalar");
     let mut other_cpu = good.clone();
     other_cpu.fingerprint.brand = "Imaginary CPU 9000".into();
     other_cpu.fingerprint.features.push("avx1024".into());
-    let gone = plan_naming("q8_0.r4.c1.dense.q8.avx1024");
+    let gone = tiny_plan_naming("q8_0.r4.c1.dense.q8.avx1024");
     let json = good.to_json();
     let cases: Vec<(&str, String, &str)> = vec![
         ("truncated.json", json[..json.len() / 2].to_string(), "not a valid plan file"),

@@ -28,7 +28,7 @@ use asdsl_model::memory::{self, Available};
 use asdsl_model::random::RandomModel;
 use asdsl_model::tokenizer::{Tokenizer, TokenizerError};
 use asdsl_model::{Exec, LoadOptions, Model, ModelError, QuantSpec, Sampler, SamplerConfig};
-use asdsl_tests::TINY;
+use asdsl_tests::{TINY, tiny_plan_naming};
 
 /// The name the corrupted files are loaded under.
 const NAME: &str = "corpus/tiny.gguf";
@@ -747,37 +747,13 @@ mod hf {
 /// heuristic default and says why in one line.
 #[test]
 fn damaged_plans_fall_back_to_the_heuristic_in_one_line() {
-    use asdsl_model::kernels::tune::MatrixKey;
-    use asdsl_model::kernels::tune::plan::{Entry, LoadedPlan, MAX_PLAN_BYTES, Measured, Plan, PlanStatus};
+    use asdsl_model::kernels::tune::plan::{LoadedPlan, MAX_PLAN_BYTES, PlanStatus};
 
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("malformed-plans");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let naming = |variant: &str| {
-        let mut plan = Plan::new_for_this_machine();
-        let h = TINY.hidden;
-        for (rows, cols) in [(2 * h, h), (h, h), (2 * TINY.ffn, h), (h, TINY.ffn), (TINY.vocab, h)] {
-            plan.entries.push(Entry {
-                key: MatrixKey::dense(Format::Q8_0, rows, cols),
-                threads: 1,
-                choice: Measured {
-                    variant: variant.into(),
-                    partition: Default::default(),
-                    secs: 1e-5,
-                    gbs: 1.0,
-                    roofline_pct: None,
-                    samples: 3,
-                },
-                runners_up: vec![],
-                heuristic: None,
-                slowest: None,
-                candidates: 1,
-            });
-        }
-        plan
-    };
-    let json = naming("q8_0.r4.c1.dense.q8.scalar").to_json();
-    let mut other_cpu = naming("q8_0.r4.c1.dense.q8.scalar");
+    let json = tiny_plan_naming("q8_0.r4.c1.dense.q8.scalar").to_json();
+    let mut other_cpu = tiny_plan_naming("q8_0.r4.c1.dense.q8.scalar");
     other_cpu.fingerprint.vendor = "ImaginaryVendor".into();
     let cases = [
         ("truncated.json", json[..json.len() * 2 / 3].to_string(), "not a valid plan file"),
@@ -785,7 +761,7 @@ fn damaged_plans_fall_back_to_the_heuristic_in_one_line() {
         ("other-cpu.json", other_cpu.to_json(), "tuned on another machine (vendor: plan `ImaginaryVendor`"),
         (
             "gone.json",
-            naming("q8_0.r4.c1.dense.q8.avx1024").to_json(),
+            tiny_plan_naming("q8_0.r4.c1.dense.q8.avx1024").to_json(),
             "`q8_0.r4.c1.dense.q8.avx1024` no longer exists",
         ),
     ];
