@@ -29,6 +29,7 @@
 //! its format's blocks (a native format's rows padded to whole groups), its
 //! format named in `asdsl.matrices`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -48,6 +49,10 @@ use crate::quant::QuantSpec;
 use crate::resolve::Resolver;
 use crate::stored::{StoredMatrix, StoredWeights, padded_row_bytes};
 use crate::tokenizer::HfTokenizerFiles;
+
+/// A tensor to write: name, element type, shape and its bytes (borrowed
+/// from the checkpoint where they already are bytes).
+type NamedBytes<'a> = (String, Dtype, Vec<usize>, Cow<'a, [u8]>);
 
 /// The value of `asdsl.format`.
 const FORMAT_NAME: &str = "quantized-checkpoint";
@@ -134,10 +139,10 @@ impl QuantizedCheckpoint {
     /// Writes the checkpoint to `path` (through a temporary file beside it,
     /// renamed when complete, so an interrupted write leaves nothing).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut tensors: Vec<NamedBytes<'_>> = Vec::new();
         let mut matrices = BTreeMap::new();
         let mut vector = |name: String, v: &[f32]| {
-            tensors.push((name, Dtype::F32, vec![v.len()], f32_bytes(v)));
+            tensors.push((name, Dtype::F32, vec![v.len()], f32_bytes(v).into()));
         };
         vector("norm".into(), &self.norm);
         for (i, layer) in self.layers.iter().enumerate() {
@@ -152,21 +157,21 @@ impl QuantizedCheckpoint {
             .chain([("output".to_string(), &self.output)]);
         for (name, m) in named {
             if let Some(bias) = &m.bias {
-                tensors.push((format!("{name}.bias"), Dtype::F32, vec![bias.len()], f32_bytes(bias)));
+                tensors.push((format!("{name}.bias"), Dtype::F32, vec![bias.len()], f32_bytes(bias).into()));
             }
             match &m.weights {
-                StoredWeights::F32(w) => tensors.push((name, Dtype::F32, vec![m.rows, m.cols], f32_bytes(w))),
+                StoredWeights::F32(w) => tensors.push((name, Dtype::F32, vec![m.rows, m.cols], f32_bytes(w).into())),
                 StoredWeights::Blocks { format, bytes } => {
                     let entry = MatrixEntry { format: format.to_string(), cols: m.cols };
                     matrices.insert(name.clone(), entry);
-                    tensors.push((name, Dtype::U8, vec![m.rows, padded_row_bytes(*format, m.cols)], bytes.clone()));
+                    tensors.push((name, Dtype::U8, vec![m.rows, padded_row_bytes(*format, m.cols)], bytes.into()));
                 }
             }
         }
         let hidden = self.norm.len();
         let vocab = self.embedding.len() / hidden.max(1);
         let (dtype, bytes) = exact_float_bytes(&self.embedding);
-        tensors.push(("embed".into(), dtype, vec![vocab, hidden], bytes));
+        tensors.push(("embed".into(), dtype, vec![vocab, hidden], bytes.into()));
 
         let mut metadata = HashMap::from([
             ("asdsl.format".to_string(), FORMAT_NAME.to_string()),
