@@ -302,7 +302,9 @@ fn detect_uncached() -> CpuInfo {
     info
 }
 
-#[cfg(target_arch = "x86_64")]
+// Miri cannot run CPUID: there the CPU reports no features, so only the
+// scalar variants run (scripts/miri.sh).
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 mod arch {
     use std::arch::x86_64::{__cpuid, __cpuid_count, _xgetbv};
 
@@ -437,7 +439,7 @@ mod arch {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(any(not(target_arch = "x86_64"), miri))]
 mod arch {
     use super::{CacheInfo, CpuInfo};
 

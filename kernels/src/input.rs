@@ -10,7 +10,12 @@
 //! dequantized activation; its difference from `W x` is bounded by
 //! `sum_b d_b/2 * sum_{i in b} |w_i|`.
 
+use std::sync::{Mutex, OnceLock};
+
+use crate::cpu;
 use crate::error::KernelError;
+use crate::run::Threads;
+use crate::variant::Isa;
 
 /// Extra zeroed floats (and bytes) after each column, so that SIMD kernels
 /// may load whole vectors past the last sub-block.
@@ -47,6 +52,20 @@ impl Input {
     /// Prepares `columns` input columns of `k` floats each (`x[c * k + i]`),
     /// with int8 activations if `q8` is set.
     pub fn prepare(&mut self, x: &[f32], k: usize, columns: usize, q8: bool) -> Result<(), KernelError> {
+        self.prepare_on(x, k, columns, q8, None)
+    }
+
+    /// [`prepare`](Self::prepare), quantizing the columns of a batch on
+    /// `threads` (the int8 activations of a 512-token prompt take as long
+    /// as a few GEMVs; one thread would leave the others waiting).
+    pub fn prepare_on(
+        &mut self,
+        x: &[f32],
+        k: usize,
+        columns: usize,
+        q8: bool,
+        threads: Option<&Threads>,
+    ) -> Result<(), KernelError> {
         if k == 0 || columns == 0 {
             return Err(KernelError::Shape(format!("input of {columns} columns of {k} values")));
         }
@@ -82,31 +101,33 @@ impl Input {
             resize_zeroed(&mut self.qsum16, columns * subs * 2);
             resize_zeroed(&mut self.isum32, columns * subs);
             resize_zeroed(&mut self.isum16, columns * subs * 2);
-            for c in 0..columns {
-                for s in 0..subs {
-                    let xs = &self.x[c * stride + 32 * s..c * stride + 32 * s + 32];
-                    let amax = xs.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-                    let d = amax / 127.0;
-                    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                    let q = &mut self.q[c * stride + 32 * s..c * stride + 32 * s + 32];
-                    let (mut lo, mut hi) = (0i32, 0i32);
-                    for (i, (q, &v)) in q.iter_mut().zip(xs).enumerate() {
-                        // Non-finite inputs become 0, as a NaN cannot be an int8.
-                        let r = if v.is_finite() { (v * id).round().clamp(-127.0, 127.0) } else { 0.0 };
-                        *q = r as i8;
-                        if i < 16 {
-                            lo += r as i32;
-                        } else {
-                            hi += r as i32;
-                        }
+            let out = Q8Columns {
+                q: &mut self.q,
+                d: &mut self.d,
+                qsum32: &mut self.qsum32,
+                qsum16: &mut self.qsum16,
+                isum32: &mut self.isum32,
+                isum16: &mut self.isum16,
+            };
+            let x = &self.x[..columns * stride];
+            match threads.filter(|t| t.count() > 1 && columns > 1) {
+                None => out.quantize(x, stride, subs),
+                Some(threads) => {
+                    // One share of whole columns per thread, taken by whichever thread claims it.
+                    let per_share = columns.div_ceil(threads.count());
+                    let mut shares = Vec::with_capacity(threads.count());
+                    let mut rest = out;
+                    for xs in x.chunks(per_share * stride) {
+                        let (share, tail) = rest.split_at(xs.len() / stride, stride, subs);
+                        shares.push(Mutex::new(Some((xs, share))));
+                        rest = tail;
                     }
-                    self.d[c * subs + s] = d;
-                    self.qsum16[c * subs * 2 + 2 * s] = d * lo as f32;
-                    self.qsum16[c * subs * 2 + 2 * s + 1] = d * hi as f32;
-                    self.qsum32[c * subs + s] = d * (lo + hi) as f32;
-                    self.isum16[c * subs * 2 + 2 * s] = lo;
-                    self.isum16[c * subs * 2 + 2 * s + 1] = hi;
-                    self.isum32[c * subs + s] = lo + hi;
+                    threads.broadcast(|i| {
+                        let taken = shares.get(i).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
+                        if let Some((xs, share)) = taken {
+                            share.quantize(xs, stride, subs);
+                        }
+                    });
                 }
             }
         }
@@ -180,7 +201,144 @@ impl Input {
     }
 }
 
+/// The int8 side of some whole columns of an [`Input`]: per column `stride`
+/// int8 values, `subs` scales and 32-value sums, `2 * subs` 16-value sums.
+struct Q8Columns<'a> {
+    q: &'a mut [i8],
+    d: &'a mut [f32],
+    qsum32: &'a mut [f32],
+    qsum16: &'a mut [f32],
+    isum32: &'a mut [i32],
+    isum16: &'a mut [i32],
+}
+
+impl Q8Columns<'_> {
+    /// The first `n` columns and the rest.
+    fn split_at(self, n: usize, stride: usize, subs: usize) -> (Self, Self) {
+        let (q, q_rest) = self.q.split_at_mut((n * stride).min(self.q.len()));
+        let (d, d_rest) = self.d.split_at_mut((n * subs).min(self.d.len()));
+        let (qsum32, qsum32_rest) = self.qsum32.split_at_mut((n * subs).min(self.qsum32.len()));
+        let (qsum16, qsum16_rest) = self.qsum16.split_at_mut((2 * n * subs).min(self.qsum16.len()));
+        let (isum32, isum32_rest) = self.isum32.split_at_mut((n * subs).min(self.isum32.len()));
+        let (isum16, isum16_rest) = self.isum16.split_at_mut((2 * n * subs).min(self.isum16.len()));
+        (
+            Q8Columns { q, d, qsum32, qsum16, isum32, isum16 },
+            Q8Columns {
+                q: q_rest,
+                d: d_rest,
+                qsum32: qsum32_rest,
+                qsum16: qsum16_rest,
+                isum32: isum32_rest,
+                isum16: isum16_rest,
+            },
+        )
+    }
+
+    /// Quantizes the columns of `x` (`stride` floats each) on the widest
+    /// vectors this CPU allows (chosen once).
+    fn quantize(self, x: &[f32], stride: usize, subs: usize) {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        match *ISA.get_or_init(cpu::best_isa) {
+            // SAFETY: `best_isa` saw AVX-512 F/BW/VL on this CPU.
+            Isa::Avx512 | Isa::Avx512Vnni => unsafe { self.quantize_avx512(x, stride, subs) },
+            // SAFETY: `best_isa` saw AVX2 on this CPU.
+            Isa::Avx2 => unsafe { self.quantize_avx2(x, stride, subs) },
+            Isa::Scalar => self.quantize_with(x, stride, subs),
+        }
+    }
+
+    /// [`quantize_with`](Self::quantize_with) compiled for AVX-512: `round` becomes a
+    /// vector instruction (on baseline x86-64 it is a library call per value).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,sse4.1")]
+    fn quantize_avx512(self, x: &[f32], stride: usize, subs: usize) {
+        self.quantize_with(x, stride, subs)
+    }
+
+    /// [`quantize_with`](Self::quantize_with) compiled for AVX2.
+    #[target_feature(enable = "avx2,sse4.1")]
+    fn quantize_avx2(self, x: &[f32], stride: usize, subs: usize) {
+        self.quantize_with(x, stride, subs)
+    }
+
+    /// The int8 activations of every 32-value sub-block: `d = max|x| / 127`,
+    /// `q = round(x / d)` (half away from zero, on every ISA), and the sums
+    /// the kernels need.
+    #[inline(always)]
+    fn quantize_with(self, x: &[f32], stride: usize, subs: usize) {
+        for c in 0..x.len() / stride {
+            for s in 0..subs {
+                let xs = &x[c * stride + 32 * s..c * stride + 32 * s + 32];
+                // max |x| over the bits (ordered like the values for
+                // non-negative floats), so that it vectorizes; NaN is skipped
+                // as `f32::max` skips it.
+                let amax_bits = xs.iter().map(|v| if v.is_nan() { 0 } else { v.abs().to_bits() }).max().unwrap_or(0);
+                let d = f32::from_bits(amax_bits) / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let q = &mut self.q[c * stride + 32 * s..c * stride + 32 * s + 32];
+                let mut half_sums = [0i32; 2];
+                for ((q, xs), sum) in q.chunks_exact_mut(16).zip(xs.chunks_exact(16)).zip(&mut half_sums) {
+                    for (q, &v) in q.iter_mut().zip(xs) {
+                        // Non-finite inputs become 0, as a NaN cannot be an int8.
+                        let r = if v.is_finite() { (v * id).round().clamp(-127.0, 127.0) } else { 0.0 };
+                        *q = r as i8;
+                        *sum += r as i32;
+                    }
+                }
+                let [lo, hi] = half_sums;
+                self.d[c * subs + s] = d;
+                self.qsum16[c * subs * 2 + 2 * s] = d * lo as f32;
+                self.qsum16[c * subs * 2 + 2 * s + 1] = d * hi as f32;
+                self.qsum32[c * subs + s] = d * (lo + hi) as f32;
+                self.isum16[c * subs * 2 + 2 * s] = lo;
+                self.isum16[c * subs * 2 + 2 * s + 1] = hi;
+                self.isum32[c * subs + s] = lo + hi;
+            }
+        }
+    }
+}
+
 fn resize_zeroed<T: Copy + Default>(v: &mut Vec<T>, len: usize) {
     v.clear();
     v.resize(len, T::default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quantizing on several threads gives exactly the single-thread
+    /// result, for column counts that do and do not divide among them; the
+    /// quantization rounds half away from zero and maps NaN to 0.
+    #[test]
+    fn threads_quantize_like_one_thread() {
+        let k = 200;
+        for columns in [1, 2, 3, 5, 8] {
+            let mut x: Vec<f32> = (0..k * columns).map(|i| ((i * 7919) % 1013) as f32 / 50.0 - 10.0).collect();
+            x[3] = f32::NAN;
+            let mut one = Input::new();
+            one.prepare(&x, k, columns, true).unwrap();
+            for threads in [2, 3] {
+                let pool = Threads::new(threads).unwrap();
+                let mut many = Input::new();
+                many.prepare_on(&x, k, columns, true, Some(&pool)).unwrap();
+                for c in 0..columns {
+                    assert_eq!(one.q(c), many.q(c), "columns {columns} threads {threads} col {c}");
+                    assert_eq!(one.d(c), many.d(c));
+                    assert_eq!(one.qsum16(c), many.qsum16(c));
+                    assert_eq!(one.qsum32(c), many.qsum32(c));
+                    assert_eq!(one.isum16(c), many.isum16(c));
+                    assert_eq!(one.isum32(c), many.isum32(c));
+                }
+            }
+            assert_eq!(one.q(0)[3], 0, "NaN becomes 0");
+        }
+        // Half away from zero: with max |x| = 127, d = 1 and 2.5 -> 3, -2.5 -> -3.
+        let mut x = vec![0.0f32; 32];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -2.5;
+        let mut input = Input::new();
+        input.prepare(&x, 32, 1, true).unwrap();
+        assert_eq!(&input.q(0)[..3], &[127, 3, -3]);
+    }
 }

@@ -19,6 +19,11 @@
 //!   `|y - W x| <= 1e-5 * M + sum_b d_b / 2 * sum_{k in b} |w_k|` (checked).
 //!
 //! Variants whose ISA is not allowed must be refused, never run.
+//!
+//! Under Miri (`scripts/miri.sh`) the CPU reports no features, so the scalar
+//! variants run, on one drawn case each and smaller matrices: Miri checks
+//! their unsafe code (packing, output writes, the thread team) for undefined
+//! behaviour.
 
 use asdsl_kernels::cpu;
 use asdsl_kernels::formats::{BlockFormat, Format, dequantize_blocks};
@@ -62,19 +67,22 @@ impl Rng {
 
 fn case_strategy(format: Format, sparse: bool) -> impl Strategy<Value = Case> {
     let block = format.info().block_len;
+    // Miri interprets every instruction: small matrices there.
+    let (max_rows, max_cols, max_columns) = if cfg!(miri) { (9, 80, 3) } else { (37, 300, 6) };
     // GGUF rows are whole blocks; native rows may end mid-group.
     let cols = if format.is_gguf() {
-        (1usize..=(640 / block).max(2)).prop_map(move |b| b * block).boxed()
+        let max_blocks = if cfg!(miri) { 2 } else { (640 / block).max(2) };
+        (1usize..=max_blocks).prop_map(move |b| b * block).boxed()
     } else {
-        (1usize..=300).boxed()
+        (1usize..=max_cols).boxed()
     };
     let zeros = if sparse {
         prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0].boxed()
     } else {
         prop_oneof![Just(0.0), 0.0f64..0.5].boxed()
     };
-    let columns = if sparse { Just(1usize).boxed() } else { (1usize..=6).boxed() };
-    (1usize..=37, cols, columns, any::<bool>(), zeros, any::<u64>()).prop_map(
+    let columns = if sparse { Just(1usize).boxed() } else { (1usize..=max_columns).boxed() };
+    (1usize..=max_rows, cols, columns, any::<bool>(), zeros, any::<u64>()).prop_map(
         |(rows, cols, columns, random_bytes, zero_fraction, seed)| Case {
             rows,
             cols,
@@ -229,6 +237,7 @@ fn allowed(variant: &Variant) -> bool {
 
 /// Runs `cases` proptest cases for every allowed variant that `select` picks.
 fn run_variants(select: impl Fn(&Variant) -> bool, cases: u32) {
+    let cases = if cfg!(miri) { 1 } else { cases };
     let mut tested = 0;
     for variant in VARIANTS.iter().filter(|v| select(v)) {
         if !allowed(variant) {
@@ -270,7 +279,7 @@ fn every_variant_of_an_allowed_isa_is_tested_and_others_are_refused() {
 
 #[test]
 fn threads_and_partitions_give_the_same_result() {
-    let (rows, cols) = (203, 512);
+    let (rows, cols) = if cfg!(miri) { (21, 256) } else { (203, 512) };
     let mut rng = Rng(7);
     let w: Vec<f32> = (0..rows * cols).map(|_| rng.normal()).collect();
     let x: Vec<f32> = (0..cols * 3).map(|_| rng.normal()).collect();
@@ -281,10 +290,12 @@ fn threads_and_partitions_give_the_same_result() {
         input.prepare(&x, cols, 3, gemv.needs_q8()).unwrap();
         let mut expected = vec![0.0; rows * 3];
         gemv.run(&input, &mut expected, &Threads::new(1).unwrap(), Partition::default()).unwrap();
-        for threads in [2, 3] {
+        let (thread_counts, chunkings): (&[usize], &[usize]) =
+            if cfg!(miri) { (&[2], &[1, 1000]) } else { (&[2, 3], &[1, 8, 64, 1000]) };
+        for &threads in thread_counts {
             let pool = Threads::new(threads).unwrap();
             for schedule in [Schedule::Static, Schedule::Dynamic] {
-                for rows_per_chunk in [1, 8, 64, 1000] {
+                for &rows_per_chunk in chunkings {
                     let mut out = vec![0.0; rows * 3];
                     gemv.run(&input, &mut out, &pool, Partition { rows_per_chunk, schedule }).unwrap();
                     assert_eq!(out, expected, "{} threads {threads} {schedule:?} {rows_per_chunk}", variant.name);
@@ -315,6 +326,7 @@ fn bad_calls_are_errors() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "no unsafe code; two minutes under Miri")]
 fn registry_names_are_unique_and_parse() {
     let mut names: Vec<&str> = VARIANTS.iter().map(|v| v.name).collect();
     names.sort();

@@ -9,9 +9,10 @@
 
 use asdsl_kernels::input::Input;
 
+use crate::attention::Heads;
 use crate::error::{ModelError, Result};
 use crate::exec::Exec;
-use crate::linear::{Linear, dot};
+use crate::linear::Linear;
 use crate::model::{GateUp, Model, Qkv};
 use crate::rope::Rope;
 
@@ -171,7 +172,7 @@ impl Model {
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention.
             rms_norm(&s.x[..t_len * h], &layer.attn_norm, eps, &mut s.xn[..t_len * h]);
-            s.input.prepare(&s.xn[..t_len * h], h, t_len, q8)?;
+            s.input.prepare_on(&s.xn[..t_len * h], h, t_len, q8, Some(exec.threads()))?;
             match &layer.qkv {
                 Qkv::Fused(w) => {
                     let rows = qd + 2 * kvd;
@@ -198,43 +199,23 @@ impl Model {
                 s.k_cache[at..at + kvd].copy_from_slice(&s.k[t * kvd..(t + 1) * kvd]);
                 s.v_cache[at..at + kvd].copy_from_slice(&s.v[t * kvd..(t + 1) * kvd]);
             }
-            let group = heads / kv_heads;
-            let scale = 1.0 / (hd as f32).sqrt();
-            let (q, kc, vc) = (&s.q, &s.k_cache[layer_cache..layer_cache + ctx * kvd], &s.v_cache[layer_cache..]);
+            let attention = Heads {
+                q: &s.q,
+                q_stride: qd,
+                k: &s.k_cache[layer_cache..layer_cache + ctx * kvd],
+                v: &s.v_cache[layer_cache..layer_cache + ctx * kvd],
+                kv_stride: kvd,
+                head_dim: hd,
+                group: heads / kv_heads,
+                p0,
+                scale: 1.0 / (hd as f32).sqrt(),
+            };
             exec.for_each_chunk2(
                 &mut s.attn_heads[..heads * t_len * hd],
                 t_len * hd,
                 &mut s.scores[..heads * ctx],
                 ctx,
-                |head, out, scores| {
-                    let g = head / group;
-                    for t in 0..t_len {
-                        let n = p0 + t + 1;
-                        let qv = &q[t * qd + head * hd..t * qd + (head + 1) * hd];
-                        let sc = &mut scores[..n];
-                        let mut max = f32::NEG_INFINITY;
-                        for (j, s) in sc.iter_mut().enumerate() {
-                            let kv = &kc[j * kvd + g * hd..j * kvd + (g + 1) * hd];
-                            *s = dot(qv, kv) * scale;
-                            max = max.max(*s);
-                        }
-                        let mut sum = 0.0f32;
-                        for s in sc.iter_mut() {
-                            *s = (*s - max).exp();
-                            sum += *s;
-                        }
-                        let inv = 1.0 / sum;
-                        let o = &mut out[t * hd..(t + 1) * hd];
-                        o.fill(0.0);
-                        for (j, &w) in sc.iter().enumerate() {
-                            let w = w * inv;
-                            let vv = &vc[j * kvd + g * hd..j * kvd + (g + 1) * hd];
-                            for (o, &v) in o.iter_mut().zip(vv) {
-                                *o += w * v;
-                            }
-                        }
-                    }
-                },
+                |head, out, scores| attention.attend(head, t_len, out, scores),
             );
             for head in 0..heads {
                 for t in 0..t_len {
@@ -242,29 +223,32 @@ impl Model {
                     s.attn[t * qd + head * hd..t * qd + (head + 1) * hd].copy_from_slice(src);
                 }
             }
-            s.input.prepare(&s.attn[..t_len * qd], qd, t_len, q8)?;
+            s.input.prepare_on(&s.attn[..t_len * qd], qd, t_len, q8, Some(exec.threads()))?;
             layer.o.forward(&s.input, &mut s.proj, exec)?;
             add(&mut s.x[..t_len * h], &s.proj[..t_len * h]);
 
             // MLP.
             rms_norm(&s.x[..t_len * h], &layer.ffn_norm, eps, &mut s.xn[..t_len * h]);
-            s.input.prepare(&s.xn[..t_len * h], h, t_len, q8)?;
+            s.input.prepare_on(&s.xn[..t_len * h], h, t_len, q8, Some(exec.threads()))?;
             match &layer.gate_up {
                 GateUp::Fused(w) => {
                     w.forward(&s.input, &mut s.gate_up, exec)?;
-                    for t in 0..t_len {
-                        let gu = &s.gate_up[t * 2 * inter..(t + 1) * 2 * inter];
-                        let (g, u) = gu.split_at(inter);
-                        swiglu(g, u, &mut s.act[t * inter..(t + 1) * inter]);
-                    }
+                    let gate_up = &s.gate_up;
+                    exec.for_each_chunk(&mut s.act[..t_len * inter], inter, |t, act| {
+                        let (g, u) = gate_up[t * 2 * inter..(t + 1) * 2 * inter].split_at(inter);
+                        swiglu(g, u, act);
+                    });
                 }
                 GateUp::Split { gate, up } => {
                     gate.forward(&s.input, &mut s.gate_up, exec)?;
                     up.forward(&s.input, &mut s.up, exec)?;
-                    swiglu(&s.gate_up[..t_len * inter], &s.up[..t_len * inter], &mut s.act[..t_len * inter]);
+                    let (g, u) = (&s.gate_up, &s.up);
+                    exec.for_each_chunk(&mut s.act[..t_len * inter], inter, |t, act| {
+                        swiglu(&g[t * inter..(t + 1) * inter], &u[t * inter..(t + 1) * inter], act);
+                    });
                 }
             }
-            s.input.prepare(&s.act[..t_len * inter], inter, t_len, q8)?;
+            s.input.prepare_on(&s.act[..t_len * inter], inter, t_len, q8, Some(exec.threads()))?;
             layer.down.forward(&s.input, &mut s.proj, exec)?;
             add(&mut s.x[..t_len * h], &s.proj[..t_len * h]);
         }
@@ -275,12 +259,12 @@ impl Model {
             Want::Last => {
                 let last = &s.x[(t_len - 1) * h..t_len * h];
                 rms_norm(last, &self.norm, eps, &mut s.xn[..h]);
-                s.input.prepare(&s.xn[..h], h, 1, q8)?;
+                s.input.prepare_on(&s.xn[..h], h, 1, q8, Some(exec.threads()))?;
                 self.output.forward(&s.input, &mut s.logits, exec)?;
             }
             Want::All => {
                 rms_norm(&s.x[..t_len * h], &self.norm, eps, &mut s.xn[..t_len * h]);
-                s.input.prepare(&s.xn[..t_len * h], h, t_len, q8)?;
+                s.input.prepare_on(&s.xn[..t_len * h], h, t_len, q8, Some(exec.threads()))?;
                 self.output.forward(&s.input, &mut s.logits, exec)?;
             }
         }

@@ -12,7 +12,8 @@
 //! - [`resolve`]: which kernel variant runs each matrix, chosen once at load.
 //! - [`linear`]: f32 and quantized linear layers.
 //! - [`model`]: a loaded [`Model`]; [`forward`]: its forward pass over a
-//!   KV cache ([`State`]); [`rope`]: rotary embeddings.
+//!   KV cache ([`State`]); [`rope`]: rotary embeddings; `attention`: causal
+//!   attention of one head on the widest f32 vectors the CPU allows.
 //! - [`perplexity`]: perplexity and KL divergence as llama.cpp's llama-perplexity.
 //! - [`sampler`]: greedy and stochastic sampling; [`generate`]: the loop.
 //! - [`exec`]: the threads a model runs on.
@@ -20,6 +21,7 @@
 //! - [`geometry`]: the named model shapes (smollm2-135m, llama-1b, phi4-mini,
 //!   llama-8b) and the GEMV keys of one decode step.
 
+mod attention;
 pub mod chat;
 pub mod config;
 pub mod error;

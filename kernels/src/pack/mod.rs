@@ -85,7 +85,7 @@ impl AlignedBytes {
         // SAFETY: `layout` has a non-zero size.
         let raw = unsafe { std::alloc::alloc(layout) };
         let Some(ptr) = std::ptr::NonNull::new(raw) else { std::alloc::handle_alloc_error(layout) };
-        #[cfg(target_os = "linux")]
+        #[cfg(all(target_os = "linux", not(miri)))]
         if align == HUGE_PAGE {
             // SAFETY: the range is our own allocation; the advice only
             // changes how pages are backed, not their contents. Failure is

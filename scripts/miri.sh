@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the unsafe code and the parsers under Miri (undefined behaviour,
+# out-of-bounds and uninitialized reads, data races), on small inputs:
+#
+# - the scalar kernel variants through the registry against their formats'
+#   reference GEMVs (packing, aligned buffers, output writes, the thread team);
+#   under Miri the CPU reports no SIMD features, so only scalar variants run;
+# - the GGUF, whole-model (tiny random GGUF), config.json and plan parsers on
+#   every fuzz seed and crash regression.
+#
+# Needs a nightly toolchain with Miri: `rustup component add --toolchain
+# nightly miri rust-src` then `cargo +nightly miri setup`. Isolation is off so
+# the tests can read their fixture files (and sysfs for the CPU's caches).
+# Takes about 15 minutes on one core; not part of .ci/run (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/miri}"
+cargo +nightly miri test -p asdsl-kernels --test variants
+cargo +nightly miri test -p asdsl-tests --test fuzz_seeds
