@@ -253,6 +253,9 @@ fn axpy<const FMA: bool>(w: f32, x: &[f32], y: &mut [f32]) {
 mod tests {
     use super::*;
 
+    /// One of the `attend*` entry points.
+    type AttendFn = fn(&Heads<'_>, usize, usize, &mut [f32], &mut [f32]);
+
     /// Every width the CPU has gives the portable result within float
     /// rounding (fused and unfused multiply-adds differ in the last bits).
     #[test]
@@ -288,7 +291,7 @@ mod tests {
             let mut scores = vec![0.0; p0 + t_len];
             let (mut want, mut got) = (vec![0.0; t_len * hd], vec![0.0; t_len * hd]);
             attend::<false, Portable<false>>(&h, head, t_len, &mut want, &mut scores);
-            let mut widths: Vec<(&str, fn(&Heads<'_>, usize, usize, &mut [f32], &mut [f32]))> = Vec::new();
+            let mut widths: Vec<(&str, AttendFn)> = Vec::new();
             if cpu::available(Isa::Avx2).unwrap_or(false) {
                 widths.push(("avx2", |h, head, t, out, scores| {
                     // SAFETY: AVX2 and FMA are available (checked above).
