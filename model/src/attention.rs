@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 use asdsl_kernels::cpu;
 use asdsl_kernels::variant::Isa;
 
+use crate::linear::{dot_with as dot, fma};
+
 /// The ISA the loops run on, chosen once.
 fn width() -> Isa {
     static WIDTH: OnceLock<Isa> = OnceLock::new();
@@ -211,34 +213,6 @@ mod x86 {
             _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v))
         }
     }
-}
-
-#[inline(always)]
-fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
-}
-
-/// `sum a[i] * b[i]` over sixteen independent accumulators.
-#[inline(always)]
-fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 16];
-    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
-    let mut tail = 0.0;
-    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
-        tail = fma::<FMA>(*x, *y, tail);
-    }
-    for (x, y) in ac.zip(bc) {
-        for i in 0..16 {
-            acc[i] = fma::<FMA>(x[i], y[i], acc[i]);
-        }
-    }
-    let mut s8 = [0.0f32; 8];
-    for i in 0..8 {
-        s8[i] = acc[i] + acc[i + 8];
-    }
-    (s8[0] + s8[4]) + (s8[1] + s8[5]) + (s8[2] + s8[6]) + (s8[3] + s8[7]) + tail
 }
 
 /// `y += w * x`.

@@ -218,19 +218,32 @@ fn f32_gemv(w: &[f32], rows: usize, cols: usize, input: &Input, out: &mut [f32],
 /// `-ffast-math`-style reassociation of one accumulator).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_with::<false>(a, b)
+}
+
+/// `a * b + c`, fused when `FMA` (only where the CPU has FMA: it is a
+/// library call otherwise).
+#[inline(always)]
+pub(crate) fn fma<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// [`dot`] with fused multiply-adds when `FMA`, for callers compiled with
+/// FMA enabled (the attention loops).
+#[inline(always)]
+pub(crate) fn dot_with<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0.0f32; 16];
     let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
-    let (ar, br) = (ac.remainder(), bc.remainder());
+    let mut tail = 0.0;
+    for (x, y) in ac.remainder().iter().zip(bc.remainder()) {
+        tail = fma::<FMA>(*x, *y, tail);
+    }
     for (x, y) in ac.zip(bc) {
         for i in 0..16 {
-            acc[i] += x[i] * y[i];
+            acc[i] = fma::<FMA>(x[i], y[i], acc[i]);
         }
-    }
-    let mut tail = 0.0;
-    for (x, y) in ar.iter().zip(br) {
-        tail += x * y;
     }
     let mut s8 = [0.0f32; 8];
     for i in 0..8 {
