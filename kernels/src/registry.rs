@@ -8,16 +8,19 @@
 //!
 //! # Size
 //!
-//! 24 formats x 4 tile rows x 2 column blocks x 2 sparsities x 2 activation
-//! paths x 4 ISAs = 3,072 declared combinations; the prune rules keep 1,128
-//! (47 per format): 40 SIMD dense variants (AVX2 and AVX-512 with both
-//! activation paths, VNNI with int8 only, each at 4 tile rows x 2 column
-//! blocks), 4 scalar dense variants (one tile row, f32 or int8, 1 or 4
-//! columns) and 3 column-sparse ones (f32 on scalar, AVX2 and AVX-512).
+//! 24 formats x 5 tile rows x 2 column blocks x 2 sparsities x 2 activation
+//! paths x 4 ISAs = 3,840 declared combinations; the prune rules keep 1,144:
+//! per format, 40 SIMD dense variants of the row-slot layout (AVX2 and
+//! AVX-512 with both activation paths, VNNI with int8 only, each at tile rows
+//! 1, 2, 4, 8 x 2 column blocks), 4 scalar dense variants (one tile row, f32
+//! or int8, 1 or 4 columns) and 3 column-sparse ones (f32 on scalar, AVX2 and
+//! AVX-512): 47 per format; and for Q4_0, Q4_1, Q4_K and Q6_K 4 more of the
+//! interleaved 16-row layout (int8, AVX-512 with and without VNNI, 1 or 4
+//! columns).
 //! [`VARIANTS_DECLARED`] and `VARIANTS.len()` give the numbers of the build.
 //! Every variant shares one body per ISA and activation path, so the code
 //! that is written by hand is a few drivers, and the compile time is that of
-//! LLVM optimizing the 1,128 instantiations.
+//! LLVM optimizing the 1,144 instantiations.
 
 //!
 //! The unit tests inside this crate (CPU detection, roofline) never touch the
@@ -51,7 +54,7 @@ kernel_macros::variant_space! {
         q4g16 => Q4G16, q4g32 => Q4G32, q4g64 => Q4G64, q4g128 => Q4G128,
         q8g16 => Q8G16, q8g32 => Q8G32, q8g64 => Q8G64, q8g128 => Q8G128,
     ];
-    tile_rows: [1, 2, 4, 8];
+    tile_rows: [1, 2, 4, 8, 16];
     columns: [1, 4];
     sparsity: [dense => crate::kernel::Dense, colsparse => crate::kernel::ColSparse];
     activation: [f32 => crate::kernel::F32Path, q8 => crate::kernel::Q8Path];
@@ -78,6 +81,14 @@ kernel_macros::variant_space! {
         /// Activation columns differ in which entries are zero, so column-sparse
         /// takes one input column at a time.
         sparsity = colsparse, columns != 1;
+        /// Sixteen tile rows are the interleaved layout (one row per 32-bit lane
+        /// of a 512-bit vector), written for llama.cpp's most common formats:
+        /// Q4_0, Q4_1, and Q4_K and Q6_K of the Q4_K_M mix.
+        tile_rows = 16, format != q4_0, format != q4_1, format != q4_k, format != q6_k;
+        /// The interleaved layout needs 16 lanes: 512-bit vectors.
+        tile_rows = 16, isa = avx2;
+        /// The interleaved kernels are integer dot products.
+        tile_rows = 16, activation = f32;
     ];
 }
 

@@ -215,7 +215,12 @@ fn heuristic_only_picks_allowed_variants() {
                 let widest = VARIANTS.iter().filter(|w| key.admits(w) && allowed.contains(&w.isa)).map(|w| w.isa).max();
                 assert_eq!(Some(v.isa), widest, "{key}");
                 if sparsity == Sparsity::Dense && v.isa != Isa::Scalar {
-                    assert_eq!((v.activation, v.tile_rows), (Activation::Q8, 4), "{}", v.name);
+                    // The interleaved layout where the ISA and format have it, else four rows.
+                    let interleaved = VARIANTS.iter().any(|w| {
+                        key.admits(w) && w.isa == v.isa && w.tile_rows == asdsl_kernels::pack::INTERLEAVED_ROWS
+                    });
+                    let rows = if interleaved { asdsl_kernels::pack::INTERLEAVED_ROWS } else { 4 };
+                    assert_eq!((v.activation, v.tile_rows), (Activation::Q8, rows), "{}", v.name);
                 }
             }
         }
@@ -240,6 +245,9 @@ fn stacked_matrices_equal_packing_the_stacked_blocks() {
         let tall = blocks.repeat(3);
         let mut layouts = vec![Layout::Blocks];
         layouts.extend([1, 2, 4, 8].map(|tile_rows| Layout::RowSlots { tile_rows }));
+        if matches!(format, Format::Q4K | Format::Q6K) {
+            layouts.push(Layout::Interleaved);
+        }
         for layout in layouts {
             let base = PackedMatrix::from_blocks(format, rows, cols, &blocks, layout).unwrap();
             let full = PackedMatrix::from_blocks(format, 3 * rows, cols, &tall, layout).unwrap();

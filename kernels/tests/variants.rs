@@ -28,7 +28,7 @@
 use asdsl_kernels::cpu;
 use asdsl_kernels::formats::{BlockFormat, Format, dequantize_blocks};
 use asdsl_kernels::input::Input;
-use asdsl_kernels::pack::quantize_matrix;
+use asdsl_kernels::pack::{Layout, quantize_matrix};
 use asdsl_kernels::registry::VARIANTS;
 use asdsl_kernels::run::{Gemv, Partition, Schedule, Threads};
 use asdsl_kernels::variant::{Activation, Sparsity, Variant};
@@ -258,6 +258,13 @@ fn gguf_variants_match_reference() {
     run_variants(|v| v.format.is_gguf(), 24);
 }
 
+/// The 16-row interleaved variants again, with more cases: their tiles pad
+/// rows to 16 and their column groups leave remainders.
+#[test]
+fn interleaved_variants_match_reference() {
+    run_variants(|v| Layout::for_variant(v) == Layout::Interleaved, 96);
+}
+
 #[test]
 fn native_variants_match_reference() {
     run_variants(|v| !v.format.is_gguf(), 12);
@@ -337,7 +344,7 @@ fn registry_names_are_unique_and_parse() {
         assert_eq!(key, v.key(), "{}", v.name);
         assert_eq!(key.to_string(), v.name);
     }
-    assert_eq!(VARIANTS.len(), 1128);
+    assert_eq!(VARIANTS.len(), 1144);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Packing: weights rearranged, losslessly and without extra bytes per
 //! weight, into the layout a kernel variant reads.
 //!
-//! Three layouts:
+//! Four layouts:
 //!
 //! - [`Layout::Blocks`]: the format's own blocks, row after row, exactly as
 //!   in a GGUF tensor. The scalar variants read it.
@@ -12,6 +12,10 @@
 //!   planes so that unpacking is a shift and a mask (see [`slots`]). Header
 //!   bytes (scales, mins) come before the steps that use them, in *chunks*
 //!   that cover whole format units of all `R` rows.
+//! - [`Layout::Interleaved`]: the 16-row int8 variants of Q4_0, Q4_1, Q4_K
+//!   and Q6_K (tile rows [`INTERLEAVED_ROWS`]). Codes interleaved four at a time
+//!   across 16 rows, so that the lanes of a 512-bit accumulator are rows
+//!   (see [`interleaved`]).
 //! - [`Layout::ColumnMajor`]: column-sparse variants. For each unit of
 //!   columns: the headers of every row, then each column's codes for every
 //!   row, as bit planes (see [`columns`]), so that a zero activation skips
@@ -21,7 +25,10 @@
 //! kernels compute and never write out.
 
 pub(crate) mod columns;
+pub(crate) mod interleaved;
 pub(crate) mod slots;
+
+pub use interleaved::INTERLEAVED_ROWS;
 
 use crate::error::KernelError;
 use crate::formats::{BlockFormat, Format};
@@ -43,14 +50,19 @@ pub enum Layout {
     },
     /// Column-major bit planes.
     ColumnMajor,
+    /// Tiles of [`INTERLEAVED_ROWS`] rows, four codes of each row per 32-bit lane.
+    Interleaved,
 }
 
 impl Layout {
-    /// The layout a variant reads.
+    /// The layout a variant reads: dense SIMD variants of
+    /// [`INTERLEAVED_ROWS`] tile rows read the interleaved layout, the other
+    /// dense SIMD ones row slots.
     pub fn for_variant(variant: &Variant) -> Layout {
         match (variant.sparsity, variant.isa) {
             (Sparsity::ColumnSparse, _) => Layout::ColumnMajor,
             (Sparsity::Dense, Isa::Scalar) => Layout::Blocks,
+            (Sparsity::Dense, _) if variant.tile_rows == INTERLEAVED_ROWS => Layout::Interleaved,
             (Sparsity::Dense, _) => Layout::RowSlots { tile_rows: variant.tile_rows },
         }
     }
@@ -213,7 +225,7 @@ impl PackedMatrix {
     pub fn tiles(&self) -> usize {
         self.tiles
     }
-    /// Bytes per tile (row-slot and block layouts).
+    /// Bytes per tile (row-slot, interleaved and block layouts).
     pub fn tile_bytes(&self) -> usize {
         self.tile_bytes
     }
@@ -235,6 +247,7 @@ impl PackedMatrix {
         let whole_tiles = match self.layout {
             Layout::Blocks => true,
             Layout::RowSlots { tile_rows } => self.rows.is_multiple_of(tile_rows),
+            Layout::Interleaved => self.rows.is_multiple_of(INTERLEAVED_ROWS),
             Layout::ColumnMajor => false,
         };
         if !whole_tiles || times == 0 || self.data.len != self.tiles * self.tile_bytes {
@@ -364,6 +377,30 @@ fn pack<F: KernelFormat>(rows: usize, cols: usize, blocks: &[u8], layout: Layout
                 tile_bytes = data.len() - before;
             }
             Ok(PackedMatrix { tile_rows, tiles, tile_bytes, data: AlignedBytes::from_slice(&data), ..base })
+        }
+        Layout::Interleaved => {
+            if !interleaved::supports::<F>() {
+                return Err(KernelError::Layout(format!(
+                    "the interleaved layout holds Q4_0, Q4_1, Q4_K and Q6_K blocks, not {}",
+                    F::FORMAT
+                )));
+            }
+            let tiles = rows.div_ceil(INTERLEAVED_ROWS);
+            let tile_bytes = units * interleaved::unit_bytes::<F>();
+            let mut data = Vec::with_capacity(tiles * tile_bytes);
+            for t in 0..tiles {
+                let split: Vec<SplitRow> =
+                    (0..INTERLEAVED_ROWS).map(|i| split_row::<F>(row(t * INTERLEAVED_ROWS + i), units)).collect();
+                interleaved::pack_tile::<F>(&split, units, &mut data);
+            }
+            debug_assert_eq!(data.len(), tiles * tile_bytes);
+            Ok(PackedMatrix {
+                tile_rows: INTERLEAVED_ROWS,
+                tiles,
+                tile_bytes,
+                data: AlignedBytes::from_slice(&data),
+                ..base
+            })
         }
         Layout::ColumnMajor => {
             let padded_rows = rows.div_ceil(COLUMN_MAJOR_ROWS) * COLUMN_MAJOR_ROWS;

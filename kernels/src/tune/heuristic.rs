@@ -11,8 +11,14 @@
 //! 1. the widest ISA: AVX-512 VNNI, then AVX-512, then AVX2, then scalar;
 //! 2. the int8 activation path (integer dot products, as llama.cpp runs
 //!    quantized weights) over the f32 one;
-//! 3. four tile rows, then 8, 2, 1 (four rows keep four accumulators in
-//!    flight, enough to hide the FMA latency, without spilling registers).
+//! 3. the 16-row interleaved layout where the format has it (Q4_0, Q4_1,
+//!    Q4_K, Q6_K): its lanes are rows, so for a prompt one conversion and
+//!    one scale product serve 16 rows of a sub-block (pp512 of llama-1b
+//!    Q4_K_M went from 40 to about 60 tok/s at one thread), and decode runs
+//!    within a few per cent of the row-slot layout, so one packed copy of
+//!    the weights serves both (see `kernels/BENCHMARKS.md`); then four tile
+//!    rows, then 8, 2, 1 (four rows keep four accumulators in flight, enough
+//!    to hide the FMA latency, without spilling registers).
 //!
 //! The partition is static (each thread one contiguous, equal share of the
 //! rows), the nominal 256 rows per chunk ([`Partition::default`]).
@@ -59,6 +65,7 @@ fn rank(v: &Variant) -> (u8, u8, u8) {
     };
     let act = u8::from(v.activation == Activation::Q8);
     let rows = match v.tile_rows {
+        16 => 4,
         4 => 3,
         8 => 2,
         2 => 1,

@@ -436,6 +436,7 @@ fn layout_name(layout: Layout) -> String {
         Layout::Blocks => "blocks".into(),
         Layout::RowSlots { tile_rows } => format!("r{tile_rows}"),
         Layout::ColumnMajor => "column-major".into(),
+        Layout::Interleaved => "interleaved".into(),
     }
 }
 

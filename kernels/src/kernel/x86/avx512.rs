@@ -184,8 +184,14 @@ const fn groups(r: usize) -> usize {
 /// The [`KernelArgs`] contract, with AVX-512 (and VNNI for [`VnniDot`]).
 #[inline(always)]
 pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const R: usize, const C: usize>(args: &KernelArgs<'_>) {
-    // SAFETY: forwarded contract.
-    unsafe { drive::<Q8Tile<F, D, R, C>, Q8Tile<F, D, R, 1>, C>(args) }
+    // SAFETY: forwarded contract (16-row variants read the interleaved layout).
+    unsafe {
+        if R == crate::pack::INTERLEAVED_ROWS {
+            super::interleaved::dense_q8::<F, D, C>(args)
+        } else {
+            drive::<Q8Tile<F, D, R, C>, Q8Tile<F, D, R, 1>, C>(args)
+        }
+    }
 }
 
 /// The accumulators of one tile and column group of the int8 path.

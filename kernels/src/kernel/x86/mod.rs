@@ -8,6 +8,7 @@
 pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod colsparse;
+pub(crate) mod interleaved;
 
 use std::arch::x86_64::*;
 
