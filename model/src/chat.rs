@@ -7,10 +7,16 @@
 //! `tojson(indent=...)`, `batch`, `slice`, and the widths of `format`); a
 //! template that exceeds them ends with an error.
 //!
-//! Not bounded: minijinja's own string operators. `"x" * n` is capped by
-//! minijinja at 100 MB per operation, and `~` concatenation of values the
-//! template already holds is not metered; fuel bounds how many such
-//! operations run, not their size.
+//! The `*` operator is refused before rendering: minijinja repeats a string
+//! up to 100 MB per operation, but a sequence lazily and without any bound,
+//! so `{{ [1, 2] * 268906890757 ~ '' }}` runs for hours on one instruction
+//! of fuel (found by fuzzing: fuzz/regressions/chat_template/). Chat
+//! templates have no use for it.
+//!
+//! Not bounded: `~` and `+` concatenation of values the template already
+//! holds; fuel bounds how many such operations run, not their size, so a
+//! loop that doubles a string in a namespace can still allocate 2^n bytes in
+//! n steps.
 
 use std::io::Write;
 
@@ -137,6 +143,7 @@ impl ChatTemplate {
     /// Renders `messages`; with `add_generation_prompt` the text ends with
     /// the header of the assistant's turn.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatError> {
+        refuse_repetition(&self.source)?;
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(|state, value, method, args| {
@@ -196,6 +203,28 @@ impl ChatTemplate {
         messages.push(ChatMessage::new("user", user));
         self.render(&messages, true)
     }
+}
+
+/// Refuses a template that uses the `*` operator (see the module docs):
+/// tokens, so that a `*` inside a string literal or outside the template's
+/// tags is text, not an operator. A template that does not tokenize is left
+/// to the parser, which reports where.
+fn refuse_repetition(source: &str) -> Result<(), ChatError> {
+    use minijinja::machinery::{Token, WhitespaceConfig, tokenize};
+    for token in tokenize(source, false, Default::default(), WhitespaceConfig::default()) {
+        match token {
+            Ok((Token::Mul, span)) => {
+                return Err(ChatError::Template(format!(
+                    "line {}: the `*` operator is not allowed in chat templates (a sequence repeated by a \
+                     number runs without a bound)",
+                    span.start_line
+                )));
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// An error for a size argument above [`MAX_FILTER_SIZE`].
@@ -283,6 +312,24 @@ mod tests {
             let err = template.render(&[], false).unwrap_err().to_string();
             assert!(err.contains("non-ASCII") || err.contains("unknown filter"), "{source}: {err}");
         }
+    }
+
+    #[test]
+    fn repetition_is_refused_before_rendering() {
+        // The input fuzzing found (it ran into libFuzzer's 10 s timeout), and smaller ones.
+        for source in [
+            "{{ [3,1-2]|sort*268906890757*265355~75e8 }}",
+            "{{ [1, 2] * 100000000000 ~ '' }}",
+            "{% set n = 3 %}{{ 'ab' * n }}",
+            "{{ 2 * 3 }}",
+        ] {
+            let err = render(source).unwrap_err().to_string();
+            assert!(err.contains("`*` operator is not allowed"), "{source}: {err}");
+        }
+        // A `*` in a string literal, in text or in a power is not the operator.
+        assert_eq!(render("{{ '**bold**' }} * {{ 2 ** 3 }}").unwrap(), "**bold** * 8");
+        // A template that does not parse still says where.
+        assert!(render("{{ 1 + }}").unwrap_err().to_string().contains("chat template"));
     }
 
     #[test]
