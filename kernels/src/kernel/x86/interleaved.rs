@@ -176,18 +176,11 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
                 }
             }
         }
-        let rows = m.rows();
         for (acc, &tile) in acc.iter().zip(&tiles) {
             for (c, acc) in acc.iter().enumerate() {
                 let mut lanes = [0.0f32; INTERLEAVED_ROWS];
                 _mm512_storeu_ps(lanes.as_mut_ptr(), *acc);
-                for (l, &v) in lanes.iter().enumerate() {
-                    let row = tile * INTERLEAVED_ROWS + l;
-                    if row < rows {
-                        // The `KernelArgs` contract makes this output element writable.
-                        *args.out.add((c0 + c) * args.out_stride + row) = v;
-                    }
-                }
+                super::write_rows::<INTERLEAVED_ROWS>(args, tile, c0 + c, &lanes);
             }
         }
     }

@@ -559,9 +559,9 @@ pub(crate) trait StepKernel {
 }
 
 /// Writes the outputs of the `R` rows of one tile (those that exist) for
-/// input column `c`.
+/// input column `c`: `sums[r]` is row `r` of the tile (at least `R` values).
 #[inline(always)]
-pub(crate) fn write_rows<const R: usize>(args: &KernelArgs<'_>, tile: usize, c: usize, sums: &[f32; 8]) {
+pub(crate) fn write_rows<const R: usize>(args: &KernelArgs<'_>, tile: usize, c: usize, sums: &[f32]) {
     let rows = args.matrix.rows();
     for (r, &s) in sums.iter().enumerate().take(R) {
         let row = tile * R + r;
