@@ -14,9 +14,10 @@
 //! 3. the 16-row interleaved layout where the format has it (Q4_0, Q4_1,
 //!    Q4_K, Q6_K): its lanes are rows, so for a prompt one conversion and
 //!    one scale product serve 16 rows of a sub-block (pp512 of llama-1b
-//!    Q4_K_M went from 40 to about 60 tok/s at one thread), and decode runs
-//!    within a few per cent of the row-slot layout, so one packed copy of
-//!    the weights serves both (see `kernels/BENCHMARKS.md`); then four tile
+//!    Q4_K_M went from 40 to 56 tok/s at one thread, `BENCHMARKS.md`), and
+//!    decode runs within a few per cent of the row-slot layout for Q4_0 and
+//!    Q4_K (Q6_K 15-28 % slower), so one packed copy of the weights serves
+//!    both (see `kernels/BENCHMARKS.md`); then four tile
 //!    rows, then 8, 2, 1 (four rows keep four accumulators in flight, enough
 //!    to hide the FMA latency, without spilling registers).
 //!
