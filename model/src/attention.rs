@@ -22,6 +22,12 @@ fn width() -> Isa {
     *WIDTH.get_or_init(cpu::best_isa)
 }
 
+/// From this many tokens on, AVX-512 attention takes the blocked path
+/// ([`x86::attend_blocked`]): a batch's queries in blocks against
+/// transposed keys. Below it, the transposition would cost about as much
+/// as the scores it serves.
+const BLOCKED_FROM: usize = 4;
+
 /// The queries of a batch and one layer's KV cache.
 pub(crate) struct Heads<'a> {
     /// Queries, `t_len` rows of `q_stride` (all heads of a token).
@@ -47,6 +53,10 @@ impl Heads<'_> {
     pub(crate) fn attend(&self, head: usize, t_len: usize, out: &mut [f32], scores: &mut [f32]) {
         match width() {
             // SAFETY: `best_isa` saw AVX-512 F and FMA on this CPU.
+            Isa::Avx512 | Isa::Avx512Vnni if t_len >= BLOCKED_FROM => unsafe {
+                x86::attend_blocked(self, head, t_len, out)
+            },
+            // SAFETY: as above.
             Isa::Avx512 | Isa::Avx512Vnni => unsafe { attend_avx512(self, head, t_len, out, scores) },
             // SAFETY: `best_isa` saw AVX2 and FMA on this CPU.
             Isa::Avx2 => unsafe { attend_avx2(self, head, t_len, out, scores) },
@@ -120,6 +130,241 @@ impl<const FMA: bool> Scores for Portable<FMA> {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+    use std::cell::Cell;
+
+    use super::Heads;
+
+    /// Queries per block of the blocked path.
+    const QUERIES: usize = 8;
+    /// Keys per step of the scores: two vectors.
+    const KEYS: usize = 32;
+    /// Floats of a value row per step of the weighted sum: four vectors.
+    const CHUNK: usize = 64;
+
+    thread_local! {
+        /// The transposed keys and the probability rows of the blocked path,
+        /// kept per worker thread so that a prompt allocates them once.
+        /// (Taken and put back rather than borrowed in a closure: a closure
+        /// would not inherit the target features, and its intrinsics would
+        /// become calls.)
+        static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    }
+
+    /// Attention of query head `head` for a batch of `t_len` tokens, as
+    /// [`Heads::attend`] computes it, with the work of a matrix product:
+    ///
+    /// 1. the head's keys for positions `0..p0 + t_len` are transposed (one
+    ///    row of positions per head dimension), so that a vector of scores
+    ///    of 16 positions is one fused multiply-add per dimension, with no
+    ///    horizontal sum;
+    /// 2. per block of [`QUERIES`] tokens, the scores of every query against
+    ///    every key the last of them sees (each key vector loaded once for
+    ///    the block), a softmax per query with a vector exponential (keys a
+    ///    query may not see get weight 0), and the weighted sum of the
+    ///    values, each value vector loaded once for four queries.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and FMA.
+    #[target_feature(enable = "avx512f,avx512vl,fma")]
+    pub(super) unsafe fn attend_blocked(h: &Heads<'_>, head: usize, t_len: usize, out: &mut [f32]) {
+        let (hd, kvd, q_stride) = (h.head_dim, h.kv_stride, h.q_stride);
+        let kv_at = (head / h.group) * hd;
+        let n_all = h.p0 + t_len;
+        let n_pad = n_all.next_multiple_of(KEYS);
+        // Every raw read below stays within these bounds.
+        assert!(t_len > 0 && hd > 0, "empty attention");
+        assert!((t_len - 1) * q_stride + (head + 1) * hd <= h.q.len(), "queries shorter than {t_len} tokens");
+        assert!((n_all - 1) * kvd + kv_at + hd <= h.k.len().min(h.v.len()), "KV cache shorter than {n_all}");
+        assert!(out.len() >= t_len * hd, "output shorter than {t_len} rows of {hd}");
+        let mut scratch = SCRATCH.take();
+        if scratch.len() < (hd + QUERIES) * n_pad {
+            scratch.resize((hd + QUERIES) * n_pad, 0.0);
+        }
+        let (keys, probs) = scratch.split_at_mut(hd * n_pad);
+        // keys[d * n_pad + j] = dimension d of key j; zero past the last key.
+        for d in 0..hd {
+            let row = &mut keys[d * n_pad..(d + 1) * n_pad];
+            for (j, x) in row[..n_all].iter_mut().enumerate() {
+                *x = h.k[j * kvd + kv_at + d];
+            }
+            row[n_all..].fill(0.0);
+        }
+        for t0 in (0..t_len).step_by(QUERIES) {
+            let rows = QUERIES.min(t_len - t0);
+            // Keys seen by the block's last query, and the steps covering them.
+            let n_max = h.p0 + t0 + rows;
+            let n_steps = n_max.div_ceil(KEYS) * KEYS;
+            // The block's queries; a short block repeats its last one.
+            let q: [&[f32]; QUERIES] = std::array::from_fn(|r| {
+                let t = t0 + r.min(rows - 1);
+                &h.q[t * q_stride + head * hd..t * q_stride + (head + 1) * hd]
+            });
+            // SAFETY: `keys` holds `hd` rows of `n_pad >= n_steps`
+            // floats and `probs` `QUERIES` rows of `n_pad`; AVX-512 F.
+            unsafe { scores(&q, keys, n_pad, n_steps, h.scale, probs) };
+            let mut inv_sum = [0.0f32; QUERIES];
+            for (r, inv_sum) in inv_sum.iter_mut().enumerate().take(rows) {
+                let row = &mut probs[r * n_pad..r * n_pad + n_steps];
+                // SAFETY: AVX-512 F and FMA (this function's features).
+                *inv_sum = 1.0 / unsafe { softmax_numerators(row, h.p0 + t0 + r + 1) };
+            }
+            for r0 in (0..rows).step_by(4) {
+                for d0 in (0..hd).step_by(CHUNK) {
+                    let width = CHUNK.min(hd - d0);
+                    // SAFETY: rows `r0..r0 + 4` of `probs` hold `n_max`
+                    // weights (zero past each query's last key); value
+                    // rows `0..n_max` hold `kv_at + d0 + width` floats
+                    // (asserted above); AVX-512 F.
+                    let acc =
+                        unsafe { weighted_values(&probs[r0 * n_pad..], n_pad, &h.v[kv_at + d0..], kvd, n_max, width) };
+                    for (r, acc) in acc.iter().enumerate().take(rows - r0) {
+                        let t = t0 + r0 + r;
+                        let o = &mut out[t * hd + d0..t * hd + d0 + width];
+                        let scale = _mm512_set1_ps(inv_sum[r0 + r]);
+                        for (i, v) in acc.iter().enumerate().take(width.div_ceil(16)) {
+                            let m = lanes(width - 16 * i);
+                            // SAFETY: the mask covers the floats of `o` from `16 i`.
+                            unsafe { _mm512_mask_storeu_ps(o.as_mut_ptr().add(16 * i), m, _mm512_mul_ps(*v, scale)) };
+                        }
+                    }
+                }
+            }
+        }
+        SCRATCH.set(scratch);
+    }
+
+    /// The mask of the first `n` (at most 16) lanes.
+    #[inline(always)]
+    fn lanes(n: usize) -> __mmask16 {
+        if n >= 16 { 0xFFFF } else { ((1u32 << n) - 1) as u16 }
+    }
+
+    /// `probs[r * n_pad + j] = scale * q[r] . key j` for `j < n_steps`.
+    ///
+    /// # Safety
+    /// AVX-512 F and FMA; `keys` holds `q[r].len()` rows of `n_pad` floats,
+    /// `probs` `QUERIES` rows of `n_pad`, and `n_steps <= n_pad` is a
+    /// multiple of [`KEYS`].
+    #[inline(always)]
+    unsafe fn scores(q: &[&[f32]; QUERIES], keys: &[f32], n_pad: usize, n_steps: usize, scale: f32, probs: &mut [f32]) {
+        let hd = q[0].len();
+        // SAFETY: the caller's guarantee; `j + KEYS <= n_steps <= n_pad`.
+        unsafe {
+            let kp = keys.as_ptr();
+            for j in (0..n_steps).step_by(KEYS) {
+                let mut acc = [[_mm512_setzero_ps(); 2]; QUERIES];
+                for d in 0..hd {
+                    let k0 = _mm512_loadu_ps(kp.add(d * n_pad + j));
+                    let k1 = _mm512_loadu_ps(kp.add(d * n_pad + j + 16));
+                    for (acc, q) in acc.iter_mut().zip(q) {
+                        let qd = _mm512_set1_ps(*q.get_unchecked(d));
+                        acc[0] = _mm512_fmadd_ps(qd, k0, acc[0]);
+                        acc[1] = _mm512_fmadd_ps(qd, k1, acc[1]);
+                    }
+                }
+                let scale = _mm512_set1_ps(scale);
+                for (r, acc) in acc.iter().enumerate() {
+                    let at = probs.as_mut_ptr().add(r * n_pad + j);
+                    _mm512_storeu_ps(at, _mm512_mul_ps(acc[0], scale));
+                    _mm512_storeu_ps(at.add(16), _mm512_mul_ps(acc[1], scale));
+                }
+            }
+        }
+    }
+
+    /// Turns the first `n` scores of `row` into `exp(score - max)`, zeroes
+    /// the rest, and returns their sum.
+    ///
+    /// # Safety
+    /// AVX-512 F and FMA; `0 < n <= row.len()`.
+    #[inline(always)]
+    unsafe fn softmax_numerators(row: &mut [f32], n: usize) -> f32 {
+        // SAFETY: every access is masked to `..n` or within `row`.
+        unsafe {
+            let p = row.as_mut_ptr();
+            let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+            for j in (0..n).step_by(16) {
+                max = _mm512_mask_max_ps(max, lanes(n - j), _mm512_maskz_loadu_ps(lanes(n - j), p.add(j)), max);
+            }
+            let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+            let mut sum = _mm512_setzero_ps();
+            for j in (0..row.len()).step_by(16) {
+                let m = if j < n { lanes(n - j) } else { 0 };
+                let e = _mm512_maskz_mov_ps(m, exp(_mm512_sub_ps(_mm512_loadu_ps(p.add(j)), max)));
+                _mm512_storeu_ps(p.add(j), e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            _mm512_reduce_add_ps(sum)
+        }
+    }
+
+    /// `e^x` per lane, for `x <= 0` (softmax numerators): Cephes' `expf`
+    /// polynomial on `x - n ln 2`, scaled by `2^n`; within 2 ulp of the
+    /// library's `expf`, and 0 below -104.
+    ///
+    /// # Safety
+    /// AVX-512 F and FMA.
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        // SAFETY: register-only arithmetic; the caller's CPU features.
+        unsafe {
+            let x = _mm512_max_ps(x, _mm512_set1_ps(-104.0));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+                x,
+                _mm512_set1_ps(std::f32::consts::LOG2_E),
+            ));
+            // x - n ln 2, with ln 2 in two parts so that the first product is exact.
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+            let mut p = _mm512_set1_ps(1.987_569_1e-4);
+            for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+                p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+            }
+            let p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+            _mm512_scalef_ps(p, n)
+        }
+    }
+
+    /// For four probability rows (`probs`, rows `n_pad` apart): the sums
+    /// `sum_j probs[r][j] * v_j[..width]` over `j < n`, where value row `j`
+    /// starts at `values[j * kvd]`, as `width.div_ceil(16)` vectors.
+    ///
+    /// # Safety
+    /// AVX-512 F; `probs` holds four rows of at least `n` floats `n_pad`
+    /// apart; value rows `0..n` hold `width <= 64` floats.
+    #[inline(always)]
+    unsafe fn weighted_values(
+        probs: &[f32],
+        n_pad: usize,
+        values: &[f32],
+        kvd: usize,
+        n: usize,
+        width: usize,
+    ) -> [[__m512; 4]; 4] {
+        let masks: [__mmask16; 4] = std::array::from_fn(|i| if 16 * i < width { lanes(width - 16 * i) } else { 0 });
+        // SAFETY: the caller's guarantee; masked loads read only the first
+        // `width` floats of a value row.
+        unsafe {
+            let (pp, vp) = (probs.as_ptr(), values.as_ptr());
+            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            for j in 0..n {
+                // (`wrapping_add`: a vector past `width` is masked off entirely
+                // and its address may lie past the slice. A loop, not a
+                // closure: closures do not inherit the target features.)
+                let mut v = [_mm512_setzero_ps(); 4];
+                for (i, v) in v.iter_mut().enumerate() {
+                    *v = _mm512_maskz_loadu_ps(masks[i], vp.wrapping_add(j * kvd + 16 * i));
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = _mm512_set1_ps(*pp.add(r * n_pad + j));
+                    for i in 0..4 {
+                        acc[i] = _mm512_fmadd_ps(w, v[i], acc[i]);
+                    }
+                }
+            }
+            acc
+        }
+    }
 
     /// Scores with AVX-512 F: four keys at a time, their four sums reduced
     /// together.
@@ -234,13 +479,15 @@ mod tests {
     /// rounding (fused and unfused multiply-adds differ in the last bits).
     #[test]
     fn widths_agree_with_the_portable_loops() {
-        for hd in [16, 24, 64] {
-            check_head_dim(hd);
+        for hd in [16, 24, 64, 80, 128] {
+            for (p0, t_len) in [(5, 7), (0, 1), (0, 4), (3, 8), (0, 13), (37, 40)] {
+                check_head_dim(hd, p0, t_len);
+            }
         }
     }
 
-    fn check_head_dim(hd: usize) {
-        let (heads, kv_heads, p0, t_len) = (4, 2, 5, 7);
+    fn check_head_dim(hd: usize, p0: usize, t_len: usize) {
+        let (heads, kv_heads) = (4, 2);
         let (qd, kvd) = (heads * hd, kv_heads * hd);
         let mut seed = 1u32;
         let mut next = || {
@@ -278,11 +525,17 @@ mod tests {
                     unsafe { attend_avx512(h, head, t, out, scores) }
                 }));
             }
+            if cpu::available(Isa::Avx512).unwrap_or(false) {
+                widths.push(("blocked", |h, head, t, out, _| {
+                    // SAFETY: AVX-512 F and FMA are available (checked above).
+                    unsafe { x86::attend_blocked(h, head, t, out) }
+                }));
+            }
             widths.push(("dispatched", |h, head, t, out, scores| h.attend(head, t, out, scores)));
             for (name, attend_with) in widths {
                 attend_with(&h, head, t_len, &mut got, &mut scores);
                 for (a, b) in want.iter().zip(&got) {
-                    assert!((a - b).abs() <= 1e-5, "{name} head {head}: {a} vs {b}");
+                    assert!((a - b).abs() <= 1e-5, "{name} hd {hd} p0 {p0} t_len {t_len} head {head}: {a} vs {b}");
                 }
             }
             // The first token sees only position 0..=p0; check one output by hand.

@@ -9,9 +9,12 @@
 //! min term. A symmetric format's offset is subtracted exactly, in the
 //! integer domain: the integer accumulators start at `-offset` times the
 //! sum of the sub-block's int8 activations, the same for every row. The
-//! headers of a unit are decoded once per column group, 16 rows at a time.
+//! headers are decoded 16 rows at a time: for a prompt once per tile, into
+//! a per-thread buffer that every column group then reads; for decode once
+//! per unit, as the weights stream by.
 
 use std::arch::x86_64::*;
+use std::cell::Cell;
 
 use super::avx512::Dot512;
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
@@ -21,10 +24,25 @@ use crate::pack::interleaved::{sub_block_bytes, supports, unit_bytes};
 /// Most scale groups in one unit (Q6_K: 16 per super-block).
 const MAX_GROUPS: usize = 16;
 
-/// Dwords of a sub-block in the order they are accumulated: alternating
-/// between the halves (codes 0..16 and 16..32), so that consecutive dot
-/// products of one column go to different accumulators.
-const DWORD_ORDER: [usize; 8] = [0, 4, 1, 5, 2, 6, 3, 7];
+thread_local! {
+    /// The decoded headers of one tile, for the column groups of a prompt.
+    /// (Taken and put back rather than borrowed in a closure: a closure
+    /// would not inherit the kernel's target features, and its intrinsics
+    /// would become calls.)
+    static TILE_SCALES: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Scale groups per unit of `F`.
+const fn groups<F: KernelFormat>() -> usize {
+    if F::SPLIT { 2 * F::SUBS_PER_UNIT } else { F::SUBS_PER_UNIT }
+}
+
+/// Floats of one unit's decoded headers: per scale group the 16 rows'
+/// scales, then, for formats with a min, per group the 16 rows' mins.
+const fn unit_floats<F: KernelFormat>() -> usize {
+    let mins = if F::OFFSET.is_none() { 2 } else { 1 };
+    groups::<F>() * INTERLEAVED_ROWS * mins
+}
 
 /// Dense, int8 activations, interleaved layout.
 ///
@@ -50,48 +68,57 @@ pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const C: usize>(args: 
             let half = (end - start) / 2;
             for c0 in 0..columns {
                 for i in 0..half {
-                    run_tiles::<F, D, 1, 2>(args, [start + i, start + half + i], c0);
+                    run_tiles::<F, D, 1, 2>(args, [start + i, start + half + i], c0, None);
                 }
                 if (end - start) % 2 == 1 {
-                    run_tiles::<F, D, 1, 1>(args, [end - 1], c0);
+                    run_tiles::<F, D, 1, 1>(args, [end - 1], c0, None);
                 }
             }
             return;
         }
+        let m = args.matrix;
+        let units = m.padded_cols() / F::UNIT;
+        let mut decoded = TILE_SCALES.take();
+        decoded.resize(units * unit_floats::<F>(), 0.0);
         for tile in start..end {
+            let base = m.data().as_ptr().add(tile * m.tile_bytes());
+            for (u, out) in decoded.chunks_exact_mut(unit_floats::<F>()).enumerate() {
+                decode_headers::<F>(base.add(u * unit_bytes::<F>()), out);
+            }
             let mut c0 = 0;
             while c0 < columns {
                 if columns - c0 >= C {
-                    run_tiles::<F, D, C, 1>(args, [tile], c0);
+                    run_tiles::<F, D, C, 1>(args, [tile], c0, Some(&decoded));
                     c0 += C;
                 } else {
-                    run_tiles::<F, D, 1, 1>(args, [tile], c0);
+                    run_tiles::<F, D, 1, 1>(args, [tile], c0, Some(&decoded));
                     c0 += 1;
                 }
             }
         }
+        TILE_SCALES.set(decoded);
     }
 }
 
-/// The decoded scales of one unit: per scale group, the 16 rows' scale and
-/// min (formats with a min only).
+/// The decoded headers of one unit, as [`unit_floats`] lays them out (room
+/// for the largest format).
 #[repr(C, align(64))]
-struct UnitScales {
-    scale: [[f32; INTERLEAVED_ROWS]; MAX_GROUPS],
-    min: [[f32; INTERLEAVED_ROWS]; MAX_GROUPS],
-}
+struct UnitScales([f32; 2 * MAX_GROUPS * INTERLEAVED_ROWS]);
 
 /// Computes the `N` tiles `tiles`, walked in lockstep, for input columns
-/// `c0..c0 + C`.
+/// `c0..c0 + C`. With `decoded` (one tile only), the tile's headers come
+/// decoded from it, [`unit_floats`] per unit; without, they are decoded
+/// unit by unit.
 ///
 /// # Safety
 /// As [`dense_q8`]; every tile is below `matrix.tiles()` and `c0 + C <=
-/// columns`.
+/// columns`; `decoded`, if given, holds the headers of every unit of the tile.
 #[inline(always)]
 unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
     args: &KernelArgs<'_>,
     tiles: [usize; N],
     c0: usize,
+    decoded: Option<&[f32]>,
 ) {
     let (m, input) = (args.matrix, args.input);
     let units = m.padded_cols() / F::UNIT;
@@ -107,9 +134,11 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
         sums[c] = if F::SPLIT { input.qsum16(c0 + c) } else { input.qsum32(c0 + c) }.as_ptr();
         isums[c] = if F::SPLIT { input.isum16(c0 + c) } else { input.isum32(c0 + c) }.as_ptr();
     }
-    let mut scales = [const {
-        UnitScales { scale: [[0.0; INTERLEAVED_ROWS]; MAX_GROUPS], min: [[0.0; INTERLEAVED_ROWS]; MAX_GROUPS] }
-    }; N];
+    let mut unit_scales = [const { UnitScales([0.0; 2 * MAX_GROUPS * INTERLEAVED_ROWS]) }; N];
+    let (scale_groups, floats) = (groups::<F>(), unit_floats::<F>());
+    if let Some(decoded) = decoded {
+        assert!(N == 1 && decoded.len() >= units * floats, "decoded headers of one whole tile");
+    }
     // SAFETY: each tile's bytes are `units * unit_bytes` from its start (the
     // layout's arithmetic); every activation read is within the column's
     // `padded_cols` int8 values and per-sub-block arrays; AVX-512 is
@@ -118,13 +147,20 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
         let bases = tiles.map(|tile| m.data().as_ptr().add(tile * m.tile_bytes()));
         let mut acc = [[_mm512_setzero_ps(); C]; N];
         for u in 0..units {
+            let mut scales = [std::ptr::null::<f32>(); N];
             for n in 0..N {
                 let p = bases[n].add(u * unit_bytes::<F>());
                 if C == 1 {
                     // Decode streams the weights once, from DRAM: prefetch ahead.
                     super::prefetch_ahead(p, unit_bytes::<F>());
                 }
-                decode_headers::<F>(p, &mut scales[n]);
+                scales[n] = match decoded {
+                    Some(decoded) => decoded.as_ptr().add(u * floats),
+                    None => {
+                        decode_headers::<F>(p, &mut unit_scales[n].0);
+                        unit_scales[n].0.as_ptr()
+                    }
+                };
             }
             for s in 0..F::SUBS_PER_UNIT {
                 let sub = u * F::SUBS_PER_UNIT + s;
@@ -142,18 +178,34 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
                         }
                     }
                 }
-                for k in DWORD_ORDER {
-                    for n in 0..N {
-                        let cp = bases[n]
-                            .add(u * unit_bytes::<F>() + INTERLEAVED_ROWS * F::UNIT_HEADER)
-                            .add(s * sub_block_bytes(F::CODE_BITS));
-                        let w = dword_codes::<F>(cp, k);
-                        for c in 0..C {
-                            let x = _mm512_set1_epi32(q[c].add(32 * sub + 4 * k).cast::<i32>().read_unaligned());
-                            halves[n][c][k / 4] = D::dot::<false>(halves[n][c][k / 4], w, x);
+                // The sub-block's eight dwords, alternating between the
+                // halves (codes 0..16 and 16..32) so that consecutive dot
+                // products of one column go to different accumulators.
+                // Written out: as a loop, the 6-bit formats' larger body was
+                // not unrolled, and the accumulators, indexed by `k / 4`,
+                // lived on the stack (`perf annotate`).
+                macro_rules! dword {
+                    ($k:literal) => {
+                        for n in 0..N {
+                            let cp = bases[n]
+                                .add(u * unit_bytes::<F>() + INTERLEAVED_ROWS * F::UNIT_HEADER)
+                                .add(s * sub_block_bytes(F::CODE_BITS));
+                            let w = dword_codes::<F>(cp, $k);
+                            for c in 0..C {
+                                let x = _mm512_set1_epi32(q[c].add(32 * sub + 4 * $k).cast::<i32>().read_unaligned());
+                                halves[n][c][$k / 4] = D::dot::<false>(halves[n][c][$k / 4], w, x);
+                            }
                         }
-                    }
+                    };
                 }
+                dword!(0);
+                dword!(4);
+                dword!(1);
+                dword!(5);
+                dword!(2);
+                dword!(6);
+                dword!(3);
+                dword!(7);
                 for n in 0..N {
                     for c in 0..C {
                         let dx = _mm512_set1_ps(*d[c].add(sub));
@@ -164,12 +216,13 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
                             } else {
                                 (s, _mm512_add_epi32(halves[n][c][0], halves[n][c][1]))
                             };
-                            let sc = _mm512_mul_ps(_mm512_load_ps(scales[n].scale[g].as_ptr()), dx);
+                            let sc = _mm512_mul_ps(_mm512_loadu_ps(scales[n].add(INTERLEAVED_ROWS * g)), dx);
                             acc[n][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), sc, acc[n][c]);
                             if F::OFFSET.is_none() {
                                 let at = if F::SPLIT { 2 * sub + h } else { sub };
                                 let xs = _mm512_set1_ps(*sums[c].add(at));
-                                acc[n][c] = _mm512_fmadd_ps(_mm512_load_ps(scales[n].min[g].as_ptr()), xs, acc[n][c]);
+                                let min = _mm512_loadu_ps(scales[n].add(INTERLEAVED_ROWS * (scale_groups + g)));
+                                acc[n][c] = _mm512_fmadd_ps(min, xs, acc[n][c]);
                             }
                         }
                     }
@@ -214,7 +267,8 @@ unsafe fn dword_codes<F: KernelFormat>(cp: *const u8, k: usize) -> __m512i {
             2 => crumbs,
             _ => _mm512_srli_epi16::<2>(crumbs),
         };
-        _mm512_or_si512(w, _mm512_and_si512(moved, _mm512_set1_epi8(0x30)))
+        // w | (moved & 0x30) in one instruction (truth table A | (B & C)).
+        _mm512_ternarylogic_epi32::<0xF8>(w, moved, _mm512_set1_epi8(0x30))
     }
 }
 
@@ -249,14 +303,20 @@ unsafe fn scaled_u8(bytes: __m128i, factor: __m512) -> __m512 {
     unsafe { _mm512_mul_ps(factor, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))) }
 }
 
-/// Decodes the unit's headers at `hp` (transposed) into `scales`.
+/// Decodes the unit's headers at `hp` (transposed) into `out`, laid out as
+/// [`unit_floats`] says.
 ///
 /// # Safety
 /// `hp` points at the unit; AVX-512 F/BW, F16C.
 #[inline(always)]
-unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, scales: &mut UnitScales) {
+unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
+    assert!(out.len() >= unit_floats::<F>(), "room for one unit's headers");
+    let groups = groups::<F>();
+    let base = out.as_mut_ptr();
+    let scale = |g: usize| base.wrapping_add(INTERLEAVED_ROWS * g);
+    let min = |g: usize| base.wrapping_add(INTERLEAVED_ROWS * (groups + g));
     // SAFETY: the header fields are within the unit's headers; the stores
-    // stay within `scales` (at most 16 groups).
+    // stay within `out` (`unit_floats` floats, asserted).
     unsafe {
         match F::HEADER {
             HeaderKind::K4 => {
@@ -278,8 +338,8 @@ unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, scales: &mut UnitScales
                         let mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16::<4>(q(j + 4)), four), mn_high);
                         (sc, mn)
                     };
-                    _mm512_store_ps(scales.scale[j].as_mut_ptr(), scaled_u8(sc, d));
-                    _mm512_store_ps(scales.min[j].as_mut_ptr(), scaled_u8(mn, neg_dmin));
+                    _mm512_storeu_ps(scale(j), scaled_u8(sc, d));
+                    _mm512_storeu_ps(min(j), scaled_u8(mn, neg_dmin));
                 }
             }
             HeaderKind::K6 => {
@@ -287,14 +347,14 @@ unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, scales: &mut UnitScales
                 let d = field_f16(hp, 16);
                 for g in 0..16 {
                     let s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(field(hp, g))));
-                    _mm512_store_ps(scales.scale[g].as_mut_ptr(), s);
+                    _mm512_storeu_ps(scale(g), s);
                 }
             }
             // One 32-weight block per unit: f16 scale (Q4_0), then f16 min (Q4_1).
-            HeaderKind::Scale { .. } => _mm512_store_ps(scales.scale[0].as_mut_ptr(), field_f16(hp, 0)),
+            HeaderKind::Scale { .. } => _mm512_storeu_ps(scale(0), field_f16(hp, 0)),
             HeaderKind::ScaleMin => {
-                _mm512_store_ps(scales.scale[0].as_mut_ptr(), field_f16(hp, 0));
-                _mm512_store_ps(scales.min[0].as_mut_ptr(), field_f16(hp, 2));
+                _mm512_storeu_ps(scale(0), field_f16(hp, 0));
+                _mm512_storeu_ps(min(0), field_f16(hp, 2));
             }
             HeaderKind::Other => {}
         }
