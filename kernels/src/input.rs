@@ -252,7 +252,7 @@ impl Q8Columns<'_> {
     /// scalar conversion and byte insert, and quantizing a prompt's
     /// activations took 8 % of its compute (`perf`, llama-1b Q4_K_M pp512).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    fn quantize_avx512(self, x: &[f32], stride: usize, subs: usize) {
+    fn quantize_avx512(mut self, x: &[f32], stride: usize, subs: usize) {
         for c in 0..x.len() / stride {
             for s in 0..subs {
                 let at = c * stride + 32 * s;
@@ -260,13 +260,7 @@ impl Q8Columns<'_> {
                 let q: &mut [i8; 32] = (&mut self.q[at..at + 32]).try_into().expect("32 values");
                 // SAFETY: the CPU has AVX-512 F/BW/VL (this function's features).
                 let (d, [lo, hi]) = unsafe { x86::quantize32(xs, q) };
-                self.d[c * subs + s] = d;
-                self.qsum16[c * subs * 2 + 2 * s] = d * lo as f32;
-                self.qsum16[c * subs * 2 + 2 * s + 1] = d * hi as f32;
-                self.qsum32[c * subs + s] = d * (lo + hi) as f32;
-                self.isum16[c * subs * 2 + 2 * s] = lo;
-                self.isum16[c * subs * 2 + 2 * s + 1] = hi;
-                self.isum32[c * subs + s] = lo + hi;
+                self.store_sub(c * subs + s, d, [lo, hi]);
             }
         }
     }
@@ -277,11 +271,24 @@ impl Q8Columns<'_> {
         self.quantize_with(x, stride, subs)
     }
 
+    /// Stores sub-block `i`'s scale `d` and, from the sums of its two 16-value
+    /// halves of int8 values, the sums the kernels need.
+    #[inline(always)]
+    fn store_sub(&mut self, i: usize, d: f32, [lo, hi]: [i32; 2]) {
+        self.d[i] = d;
+        self.qsum16[2 * i] = d * lo as f32;
+        self.qsum16[2 * i + 1] = d * hi as f32;
+        self.qsum32[i] = d * (lo + hi) as f32;
+        self.isum16[2 * i] = lo;
+        self.isum16[2 * i + 1] = hi;
+        self.isum32[i] = lo + hi;
+    }
+
     /// The int8 activations of every 32-value sub-block: `d = max|x| / 127`,
     /// `q = round(x / d)` (half away from zero, on every ISA), and the sums
     /// the kernels need.
     #[inline(always)]
-    fn quantize_with(self, x: &[f32], stride: usize, subs: usize) {
+    fn quantize_with(mut self, x: &[f32], stride: usize, subs: usize) {
         for c in 0..x.len() / stride {
             for s in 0..subs {
                 let xs = &x[c * stride + 32 * s..c * stride + 32 * s + 32];
@@ -301,14 +308,7 @@ impl Q8Columns<'_> {
                         *sum += r as i32;
                     }
                 }
-                let [lo, hi] = half_sums;
-                self.d[c * subs + s] = d;
-                self.qsum16[c * subs * 2 + 2 * s] = d * lo as f32;
-                self.qsum16[c * subs * 2 + 2 * s + 1] = d * hi as f32;
-                self.qsum32[c * subs + s] = d * (lo + hi) as f32;
-                self.isum16[c * subs * 2 + 2 * s] = lo;
-                self.isum16[c * subs * 2 + 2 * s + 1] = hi;
-                self.isum32[c * subs + s] = lo + hi;
+                self.store_sub(c * subs + s, d, half_sums);
             }
         }
     }
