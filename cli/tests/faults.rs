@@ -311,27 +311,40 @@ fn ctrl_c_during_generate_prints_the_text_so_far_and_the_timings() {
 
 #[test]
 fn ctrl_c_during_tune_leaves_no_partial_plan() {
-    let cache = scratch("faults-tune");
-    let dir = cache.join("out");
-    std::fs::create_dir_all(&dir).unwrap();
-    let plan = dir.join("plan.json");
-    std::fs::write(&plan, "the previous plan").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_asdsl"))
-        .args(["tune", "--geometry", "smollm2-135m", "--quant", "q8_0", "--threads", "1", "--budget", "60"])
-        .args(["--no-roofline", "-o", s(&plan)])
-        .env("XDG_CACHE_HOME", &cache)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let rx = stream(&mut child);
-    // the first line describes the subject; measuring follows
-    rx.recv_timeout(Duration::from_secs(60)).expect("tune printed nothing");
-    std::thread::sleep(Duration::from_millis(1500));
-    interrupt(&child);
-    let status = wait_for(&mut child, Duration::from_secs(30));
-    assert!(!status.success(), "{status:?}");
-    assert_eq!(std::fs::read_to_string(&plan).unwrap(), "the previous plan");
-    let files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(files, vec![plan], "a partial or temporary plan was left behind");
+    // also when started with SIGINT ignored, as a shell without job control
+    // starts background jobs: tune installs its own handler
+    for sigint_ignored in [false, true] {
+        let cache = scratch(if sigint_ignored { "faults-tune-ignored" } else { "faults-tune" });
+        let dir = cache.join("out");
+        std::fs::create_dir_all(&dir).unwrap();
+        let plan = dir.join("plan.json");
+        std::fs::write(&plan, "the previous plan").unwrap();
+        let tune = [env!("CARGO_BIN_EXE_asdsl"), "tune", "--geometry", "smollm2-135m", "--quant", "q8_0"];
+        let tune = tune.into_iter().chain(["--threads", "1", "--budget", "60", "--no-roofline", "-o", s(&plan)]);
+        let mut command = if sigint_ignored {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", "trap '' INT; exec \"$@\"", "sh"]).args(tune);
+            sh
+        } else {
+            let mut tune = tune;
+            let mut direct = Command::new(tune.next().unwrap());
+            direct.args(tune);
+            direct
+        };
+        let mut child =
+            command.env("XDG_CACHE_HOME", &cache).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let rx = stream(&mut child);
+        // the first line describes the subject; measuring follows
+        rx.recv_timeout(Duration::from_secs(60)).expect("tune printed nothing");
+        std::thread::sleep(Duration::from_millis(1500));
+        interrupt(&child);
+        let status = wait_for(&mut child, Duration::from_secs(30));
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.code(), Some(130), "SIGINT ignored: {sigint_ignored}; {status:?}; {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        assert_eq!(std::fs::read_to_string(&plan).unwrap(), "the previous plan");
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files, vec![plan], "a partial or temporary plan was left behind");
+    }
 }

@@ -92,6 +92,7 @@ pub struct TuneArgs {
 
 /// Runs `asdsl tune`.
 pub fn run(args: &TuneArgs) -> Result<()> {
+    crate::interrupt::exit_on_ctrl_c("interrupted: a plan is written only when tuning finishes")?;
     let subject = Subject::of(args)?;
     let uses = &subject.uses;
     if !(args.budget.is_finite() && args.budget > 0.0) {
@@ -156,8 +157,11 @@ pub fn run(args: &TuneArgs) -> Result<()> {
     {
         plan.keep_entries_of(old);
     }
-    plan.save(&output).with_context(|| format!("writing the plan to {}", output.display()))?;
-    println!("plan written to {}", output.display());
+    {
+        let _whole = crate::interrupt::hold();
+        plan.save(&output).with_context(|| format!("writing the plan to {}", output.display()))?;
+        println!("plan written to {}", output.display());
+    }
 
     if args.verify {
         verify(args, &plan, &subject, &opts, wall)?;
@@ -463,6 +467,7 @@ fn verify(args: &TuneArgs, plan: &Plan, subject: &Subject, opts: &TuneOptions, w
     println!();
     print!("{md}");
     if let Some(path) = &args.report {
+        let _whole = crate::interrupt::hold();
         std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
         println!("report written to {}", path.display());
     }
