@@ -13,12 +13,21 @@
 //! of fuel (found by fuzzing: fuzz/regressions/chat_template/). Chat
 //! templates have no use for it.
 //!
+//! Everything a render formats with `{{ ... }}` counts against a budget of
+//! [`FORMAT_BUDGET_FACTOR`] times the output cap, including what macros,
+//! `call` and `set` blocks capture and never print: a macro that calls itself
+//! three times and returns its result formatted (as a list of characters,
+//! say) grows its text exponentially with the depth, in little fuel (found
+//! by fuzzing: fuzz/regressions/chat_template/).
+//!
 //! Not bounded: `~` and `+` concatenation of values the template already
 //! holds; fuel bounds how many such operations run, not their size, so a
 //! loop that doubles a string in a namespace can still allocate 2^n bytes in
 //! n steps.
 
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use minijinja::value::{Rest, ValueKind};
 use minijinja::{Environment, ErrorKind, State, Value};
@@ -31,6 +40,9 @@ pub const DEFAULT_FUEL: u64 = 5_000_000;
 pub const DEFAULT_RECURSION_LIMIT: usize = 64;
 /// Largest rendered prompt, in bytes.
 pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
+/// Bytes a render may format with `{{ ... }}` (captured text included), as a
+/// multiple of its output cap.
+pub const FORMAT_BUDGET_FACTOR: usize = 4;
 /// Largest size argument a filter takes (an `indent` width, a `batch`
 /// count, a `format` field width or precision).
 pub const MAX_FILTER_SIZE: usize = 4096;
@@ -169,6 +181,18 @@ impl ChatTemplate {
                 state.apply_filter(&builtin, &args)
             });
         }
+        let budget = self.max_output.saturating_mul(FORMAT_BUDGET_FACTOR);
+        let formatted = Arc::new(AtomicUsize::new(0));
+        env.set_formatter(move |out, state, value| {
+            let size = formatted_size(value, budget);
+            if formatted.fetch_add(size, Ordering::Relaxed).saturating_add(size) > budget {
+                return Err(minijinja::Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("the template formats more than {budget} bytes (captured macro and block text included)"),
+                ));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
         env.set_fuel(Some(self.fuel));
         env.set_recursion_limit(self.recursion_limit);
         env.add_function("raise_exception", |message: String| -> Result<Value, minijinja::Error> {
@@ -225,6 +249,28 @@ fn refuse_repetition(source: &str) -> Result<(), ChatError> {
         }
     }
     Ok(())
+}
+
+/// The size of `value` as `{{ value }}` prints it, counted up to just past
+/// `limit` (so that measuring a huge sequence costs no more than the limit).
+fn formatted_size(value: &Value, limit: usize) -> usize {
+    if let Some(text) = value.as_str() {
+        return text.len();
+    }
+    struct Counter {
+        bytes: usize,
+        limit: usize,
+    }
+    impl std::fmt::Write for Counter {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.bytes = self.bytes.saturating_add(s.len());
+            if self.bytes > self.limit { Err(std::fmt::Error) } else { Ok(()) }
+        }
+    }
+    let mut counter = Counter { bytes: 0, limit };
+    // an error only says that the limit was passed
+    let _ = std::fmt::write(&mut counter, format_args!("{value}"));
+    counter.bytes
 }
 
 /// An error for a size argument above [`MAX_FILTER_SIZE`].
@@ -312,6 +358,24 @@ mod tests {
             let err = template.render(&[], false).unwrap_err().to_string();
             assert!(err.contains("non-ASCII") || err.contains("unknown filter"), "{source}: {err}");
         }
+    }
+
+    #[test]
+    fn captured_text_counts_against_the_format_budget() {
+        // Each call formats three recursive calls, two of them as lists of
+        // characters: the text grows elevenfold per level, in little fuel
+        // (fuzzing found a similar template that ran for minutes).
+        let source = "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1)|list }}{{ f(n - 1)|list }}{{ f(n - 1) }}\
+                      {% else %}ab{% endif %}{% endmacro %}{% set x = f(8) %}done";
+        let started = std::time::Instant::now();
+        let err = render(source).unwrap_err().to_string();
+        assert!(err.contains("formats more than"), "{err}");
+        assert!(started.elapsed().as_secs() < 10, "took {:?}", started.elapsed());
+        // The same macro, shallow, renders.
+        assert_eq!(
+            render(&source.replace("f(8)", "f(1)").replace("done", "{{ x }}")).unwrap(),
+            r#"["a", "b"]["a", "b"]ab"#
+        );
     }
 
     #[test]
