@@ -20,10 +20,17 @@
 //! say) grows its text exponentially with the depth, in little fuel (found
 //! by fuzzing: fuzz/regressions/chat_template/).
 //!
+//! Values nested as deep as the fuel allows (a namespace attribute wrapped
+//! in a list once per loop iteration) are dropped and printed recursively by
+//! minijinja: rendering runs on a thread whose stack is sized by the fuel
+//! ([`STACK_PER_FUEL`]), so that such a value cannot overflow it (found by
+//! fuzzing: a segmentation fault on the fuzzer's 8 MiB main stack).
+//!
 //! Not bounded: `~` and `+` concatenation of values the template already
 //! holds; fuel bounds how many such operations run, not their size, so a
 //! loop that doubles a string in a namespace can still allocate 2^n bytes in
-//! n steps.
+//! n steps, and a value that holds itself twice, n times over, makes
+//! `string` or `tojson` walk 2^n paths.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -34,8 +41,21 @@ use minijinja::{Environment, ErrorKind, State, Value};
 use serde::Serialize;
 use thiserror::Error;
 
-/// Instructions a template may execute (minijinja fuel).
-pub const DEFAULT_FUEL: u64 = 5_000_000;
+/// Instructions a template may execute (minijinja fuel). Real chat
+/// templates need a few hundred per message.
+pub const DEFAULT_FUEL: u64 = 250_000;
+/// Stack of the rendering thread per unit of fuel. A template can nest a
+/// value one level deeper per instruction (`{% set ns.x = [ns.x] %}` in a
+/// loop), and dropping, printing or serializing the value recurses once per
+/// level: at most 372 bytes of stack per level in a release build (measured
+/// for printing; `tojson` takes 178, a drop 65 to 194, `pprint`, which is
+/// refused, 488). So the
+/// thread's stack is sized for the deepest value the fuel can build, with a
+/// margin of two; it is reserved, not touched, unless a template nests.
+pub const STACK_PER_FUEL: usize = 1024;
+/// Stack of the rendering thread before [`STACK_PER_FUEL`]: the parser and
+/// the macro recursion (bounded by the recursion limit) run on it.
+pub const RENDER_STACK_BASE: usize = 8 << 20;
 /// Nesting depth of macros, includes and recursive loops.
 pub const DEFAULT_RECURSION_LIMIT: usize = 64;
 /// Largest rendered prompt, in bytes.
@@ -154,8 +174,35 @@ impl ChatTemplate {
 
     /// Renders `messages`; with `add_generation_prompt` the text ends with
     /// the header of the assistant's turn.
+    ///
+    /// Rendering runs on a thread of its own whose stack is sized by the
+    /// fuel (see [`STACK_PER_FUEL`]).
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatError> {
         refuse_repetition(&self.source)?;
+        let per_fuel = usize::try_from(self.fuel).unwrap_or(usize::MAX).saturating_mul(STACK_PER_FUEL);
+        let stack = RENDER_STACK_BASE.saturating_add(per_fuel);
+        std::thread::scope(|scope| {
+            let renderer = std::thread::Builder::new()
+                .name("chat-template".into())
+                .stack_size(stack)
+                .spawn_scoped(scope, || self.render_on_this_thread(messages, add_generation_prompt))
+                .map_err(|e| {
+                    ChatError::Template(format!(
+                        "cannot start the rendering thread with {} MiB of stack (fuel {}): {e}",
+                        stack >> 20,
+                        self.fuel
+                    ))
+                })?;
+            renderer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// [`render`](Self::render), on the caller's stack.
+    fn render_on_this_thread(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatError> {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(|state, value, method, args| {
@@ -192,6 +239,12 @@ impl ChatTemplate {
                 ));
             }
             minijinja::escape_formatter(out, state, value)
+        });
+        env.add_filter("pprint", |_: Value| -> Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                "the pprint filter is not available in chat templates (its time grows with the cube of a value's depth)",
+            ))
         });
         env.set_fuel(Some(self.fuel));
         env.set_recursion_limit(self.recursion_limit);
@@ -358,6 +411,36 @@ mod tests {
             let err = template.render(&[], false).unwrap_err().to_string();
             assert!(err.contains("non-ASCII") || err.contains("unknown filter"), "{source}: {err}");
         }
+    }
+
+    #[test]
+    fn values_nested_as_deep_as_the_fuel_allows_do_not_overflow_the_stack() {
+        // 70 levels per loop iteration (the parser takes at most about
+        // that), about one level per instruction: the deepest value
+        // the default fuel can build, then printed and serialized, which recurse once per level (a segmentation fault
+        // on an 8 MiB stack before rendering got a stack sized by the fuel).
+        let (open, close) = ("[".repeat(70), "]".repeat(70));
+        let iterations = DEFAULT_FUEL as usize / 80;
+        for print in ["{{ ns.x|length }}", "{{ ns.x }}", "{{ ns.x|tojson|length }}"] {
+            let source = format!(
+                "{{% set ns = namespace(x=1) %}}{{% for i in range({iterations}) %}}\
+                 {{% set ns.x = {open}ns.x{close} %}}{{% endfor %}}{print}"
+            );
+            let text = render(&source).unwrap_or_else(|e| panic!("{print}: {e}"));
+            assert!(!text.is_empty(), "{print}");
+            if print == "{{ ns.x }}" {
+                assert_eq!(text.len(), 2 * 70 * iterations + 1);
+            }
+        }
+        // Past the fuel, the value is dropped when the render fails.
+        let source = format!(
+            "{{% set ns = namespace(x=1) %}}{{% for i in range({}) %}}{{% set ns.x = {open}ns.x{close} %}}{{% endfor %}}",
+            2 * iterations
+        );
+        assert!(render(&source).unwrap_err().to_string().contains("fuel"));
+        // pprint takes time cubic in the depth: it is not offered
+        let err = render("{% set ns = namespace(x=1) %}{{ ns.x|pprint }}").unwrap_err().to_string();
+        assert!(err.contains("pprint"), "{err}");
     }
 
     #[test]
