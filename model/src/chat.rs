@@ -48,10 +48,10 @@ pub const DEFAULT_FUEL: u64 = 250_000;
 /// value one level deeper per instruction (`{% set ns.x = [ns.x] %}` in a
 /// loop), and dropping, printing or serializing the value recurses once per
 /// level: at most 372 bytes of stack per level in a release build (measured
-/// for printing; `tojson` takes 178, a drop 65 to 194, `pprint`, which is
-/// refused, 488). So the
-/// thread's stack is sized for the deepest value the fuel can build, with a
-/// margin of two; it is reserved, not touched, unless a template nests.
+/// for printing; `tojson` takes 178, a drop 65 to 194, and `pprint`, which
+/// is refused, 488). So the thread's stack is sized for the deepest value
+/// the fuel can build, with a margin of two or more; it is reserved, and
+/// touched only as deep as a template nests.
 pub const STACK_PER_FUEL: usize = 1024;
 /// Stack of the rendering thread before [`STACK_PER_FUEL`]: the parser and
 /// the macro recursion (bounded by the recursion limit) run on it.
