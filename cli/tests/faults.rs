@@ -319,15 +319,14 @@ fn ctrl_c_during_tune_leaves_no_partial_plan() {
         std::fs::create_dir_all(&dir).unwrap();
         let plan = dir.join("plan.json");
         std::fs::write(&plan, "the previous plan").unwrap();
-        let tune = [env!("CARGO_BIN_EXE_asdsl"), "tune", "--geometry", "smollm2-135m", "--quant", "q8_0"];
-        let tune = tune.into_iter().chain(["--threads", "1", "--budget", "60", "--no-roofline", "-o", s(&plan)]);
+        let tune = ["tune", "--geometry", "smollm2-135m", "--quant", "q8_0", "--threads", "1", "--budget", "60"];
+        let tune = tune.into_iter().chain(["--no-roofline", "-o", s(&plan)]);
         let mut command = if sigint_ignored {
             let mut sh = Command::new("sh");
-            sh.args(["-c", "trap '' INT; exec \"$@\"", "sh"]).args(tune);
+            sh.args(["-c", "trap '' INT; exec \"$@\"", "sh", env!("CARGO_BIN_EXE_asdsl")]).args(tune);
             sh
         } else {
-            let mut tune = tune;
-            let mut direct = Command::new(tune.next().unwrap());
+            let mut direct = Command::new(env!("CARGO_BIN_EXE_asdsl"));
             direct.args(tune);
             direct
         };

@@ -16,8 +16,9 @@
 //!    one scale product serve 16 rows of a sub-block (pp512 of llama-1b
 //!    Q4_K_M went from 40 to 56 tok/s at one thread, `BENCHMARKS.md`), and
 //!    decode runs within a few per cent of the row-slot layout for Q4_0 and
-//!    Q4_K (Q6_K 15-28 % slower before commit 52e4731 unrolled its loop), so one packed copy of the weights serves
-//!    both (see `kernels/BENCHMARKS.md`); then four tile
+//!    Q4_K (Q6_K 15-28 % slower before commit 52e4731 unrolled its loop),
+//!    so one packed copy of the weights serves both (see
+//!    `kernels/BENCHMARKS.md`); then four tile
 //!    rows, then 8, 2, 1 (four rows keep four accumulators in flight, enough
 //!    to hide the FMA latency, without spilling registers).
 //!
