@@ -9,18 +9,18 @@
 //! # Size
 //!
 //! 24 formats x 5 tile rows x 2 column blocks x 2 sparsities x 2 activation
-//! paths x 4 ISAs = 3,840 declared combinations; the prune rules keep 1,144:
+//! paths x 4 ISAs = 3,840 declared combinations; the prune rules keep 1,158:
 //! per format, 40 SIMD dense variants of the row-slot layout (AVX2 and
 //! AVX-512 with both activation paths, VNNI with int8 only, each at tile rows
 //! 1, 2, 4, 8 x 2 column blocks), 4 scalar dense variants (one tile row, f32
 //! or int8, 1 or 4 columns) and 3 column-sparse ones (f32 on scalar, AVX2 and
-//! AVX-512): 47 per format; and for Q4_0, Q4_1, Q4_K and Q6_K 4 more of the
-//! interleaved 16-row layout (int8, AVX-512 with and without VNNI, 1 or 4
-//! columns).
+//! AVX-512): 47 per format; and for Q4_0, Q4_1, Q4_K, Q6_K and q4g32 6 more
+//! of the interleaved 16-row layout (int8, AVX2 and AVX-512 with and without
+//! VNNI, 1 or 4 columns).
 //! [`VARIANTS_DECLARED`] and `VARIANTS.len()` give the numbers of the build.
 //! Every variant shares one body per ISA and activation path, so the code
 //! that is written by hand is a few drivers, and the compile time is that of
-//! LLVM optimizing the 1,144 instantiations.
+//! LLVM optimizing the 1,158 instantiations.
 
 //!
 //! The unit tests inside this crate (CPU detection, roofline) never touch the
@@ -82,11 +82,10 @@ kernel_macros::variant_space! {
         /// takes one input column at a time.
         sparsity = colsparse, columns != 1;
         /// Sixteen tile rows are the interleaved layout (one row per 32-bit lane
-        /// of a 512-bit vector), written for llama.cpp's most common formats:
-        /// Q4_0, Q4_1, and Q4_K and Q6_K of the Q4_K_M mix.
-        tile_rows = 16, format != q4_0, format != q4_1, format != q4_k, format != q6_k;
-        /// The interleaved layout needs 16 lanes: 512-bit vectors.
-        tile_rows = 16, isa = avx2;
+        /// of a 512-bit vector, or of two 256-bit ones), written for llama.cpp's
+        /// most common formats, Q4_0, Q4_1, and Q4_K and Q6_K of the Q4_K_M mix,
+        /// and for q4g32, whose blocks are Q4_1's.
+        tile_rows = 16, format != q4_0, format != q4_1, format != q4_k, format != q6_k, format != q4g32;
         /// The interleaved kernels are integer dot products.
         tile_rows = 16, activation = f32;
     ];

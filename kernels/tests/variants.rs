@@ -344,7 +344,7 @@ fn registry_names_are_unique_and_parse() {
         assert_eq!(key, v.key(), "{}", v.name);
         assert_eq!(key.to_string(), v.name);
     }
-    assert_eq!(VARIANTS.len(), 1144);
+    assert_eq!(VARIANTS.len(), 1158);
 }
 
 #[test]
@@ -353,4 +353,58 @@ fn format_geometry_is_supported() {
         asdsl_kernels::pack::check_format_geometry(f).unwrap();
         let _ = with_format!(f, F => Ok::<usize, KernelError>(F::BLOCK_LEN));
     }
+}
+
+/// Codes at their largest against activations at their largest, in every
+/// dense int8 variant of the 4- and 6-bit formats: the AVX2 interleaved
+/// kernels add the eight `vpmaddubsw` results of a sub-block of 4-bit codes
+/// in 16-bit lanes (at most `8 * 2 * 15 * 128 = 30,720`), so a sum that
+/// wrapped would show here. One weight in 32 is -1 and the rest 0.875, so
+/// that nearly every code is the format's largest.
+#[test]
+fn largest_codes_against_largest_activations_do_not_overflow() {
+    let (rows, cols) = (35, 512);
+    let w: Vec<f32> = (0..rows * cols).map(|i| if i % 32 == 0 { -1.0 } else { 0.875 }).collect();
+    let q4g32 = Format::Native(asdsl_kernels::formats::NativeFormat { bits: 4, group: 32 });
+    let formats = [Format::Q4_0, Format::Q4_1, Format::Q4K, Format::Q6K, q4g32];
+    let mut tested = 0;
+    for variant in VARIANTS.iter().filter(|v| {
+        formats.contains(&v.format)
+            && v.activation == Activation::Q8
+            && v.sparsity == Sparsity::Dense
+            && v.columns == 1
+            && allowed(v)
+    }) {
+        let format = variant.format;
+        let blocks = quantize_matrix(format, rows, cols, &w).unwrap();
+        let dense = dequantize(format, &blocks, rows, cols);
+        let affine_abs = affine_magnitudes(format, &blocks);
+        let gemv = Gemv::from_blocks(variant, rows, cols, &blocks).unwrap();
+        let threads = Threads::new(1).unwrap();
+        for sign in [1.0f32, -1.0] {
+            let x = vec![sign; cols];
+            let mut input = Input::new();
+            input.prepare(&x, cols, 1, true).unwrap();
+            let xhat = input.dequantized(0);
+            let mut out = vec![f32::NAN; rows];
+            gemv.run(&input, &mut out, &threads, Partition::default()).unwrap();
+            for (r, &got) in out.iter().enumerate() {
+                let (mut hat, mut mag) = (0.0f64, 0.0f64);
+                for k in 0..cols {
+                    let wk = dense[r * cols + k];
+                    hat += wk as f64 * xhat[k] as f64;
+                    let m = if symmetric(format) { wk.abs() } else { affine_abs[r * cols + k] };
+                    mag += m as f64 * (xhat[k] as f64).abs();
+                }
+                let tol = 1e-5 * mag;
+                assert!(
+                    (got as f64 - hat).abs() <= tol,
+                    "{} (x = {sign}): row {r}: got {got}, reference {hat}, tolerance {tol}",
+                    variant.name
+                );
+            }
+        }
+        tested += 1;
+    }
+    eprintln!("tested {tested} variants");
 }

@@ -1,7 +1,8 @@
 //! The interleaved layout of the 16-row int8 variants (prompt processing).
 //!
 //! A tile holds [`INTERLEAVED_ROWS`] rows, and one 512-bit vector holds four
-//! consecutive codes of each of them: byte `4l + b` belongs to row `l`. An
+//! consecutive codes of each of them: byte `4l + b` belongs to row `l` (on
+//! AVX2, its two 256-bit halves are rows 0–7 and 8–15). An
 //! integer dot product against four activation bytes broadcast to every lane
 //! thus advances all 16 rows at once, and the lanes of its accumulator are
 //! the rows themselves: nothing is reduced across lanes, and one
@@ -26,7 +27,8 @@
 //!
 //! Formats: 4- and 6-bit codes whose unit is one block, with the K formats'
 //! super-block headers or one scale (and min) per 32 weights: Q4_0, Q4_1,
-//! Q4_K and Q6_K (llama.cpp's most common files: Q4_0, and the Q4_K_M mix).
+//! Q4_K and Q6_K (llama.cpp's most common files: Q4_0, and the Q4_K_M mix),
+//! and q4g32.
 
 use super::SplitRow;
 use crate::kernel::{HeaderKind, KernelFormat};

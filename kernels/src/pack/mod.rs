@@ -12,9 +12,10 @@
 //!   planes so that unpacking is a shift and a mask (see [`slots`]). Header
 //!   bytes (scales, mins) come before the steps that use them, in *chunks*
 //!   that cover whole format units of all `R` rows.
-//! - [`Layout::Interleaved`]: the 16-row int8 variants of Q4_0, Q4_1, Q4_K
-//!   and Q6_K (tile rows [`INTERLEAVED_ROWS`]). Codes interleaved four at a time
-//!   across 16 rows, so that the lanes of a 512-bit accumulator are rows
+//! - [`Layout::Interleaved`]: the 16-row int8 variants of Q4_0, Q4_1, Q4_K,
+//!   Q6_K and q4g32 (tile rows [`INTERLEAVED_ROWS`]). Codes interleaved four at
+//!   a time across 16 rows, so that the lanes of a 512-bit accumulator (or two
+//!   256-bit ones) are rows
 //!   (see [`interleaved`]).
 //! - [`Layout::ColumnMajor`]: column-sparse variants. For each unit of
 //!   columns: the headers of every row, then each column's codes for every
@@ -381,7 +382,7 @@ fn pack<F: KernelFormat>(rows: usize, cols: usize, blocks: &[u8], layout: Layout
         Layout::Interleaved => {
             if !interleaved::supports::<F>() {
                 return Err(KernelError::Layout(format!(
-                    "the interleaved layout holds Q4_0, Q4_1, Q4_K and Q6_K blocks, not {}",
+                    "the interleaved layout holds Q4_0, Q4_1, Q4_K, Q6_K and q4g32 blocks, not {}",
                     F::FORMAT
                 )));
             }

@@ -12,7 +12,8 @@
 //! 2. the int8 activation path (integer dot products, as llama.cpp runs
 //!    quantized weights) over the f32 one;
 //! 3. the 16-row interleaved layout where the format has it (Q4_0, Q4_1,
-//!    Q4_K, Q6_K): its lanes are rows, so for a prompt one conversion and
+//!    Q4_K, Q6_K, q4g32; on AVX2 since 2026-12-03, whose prompt speed
+//!    against four tile rows is not yet measured): its lanes are rows, so for a prompt one conversion and
 //!    one scale product serve 16 rows of a sub-block (pp512 of llama-1b
 //!    Q4_K_M went from 40 to 56 tok/s at one thread, `BENCHMARKS.md`), and
 //!    decode runs within a few per cent of the row-slot layout for Q4_0 and

@@ -1,5 +1,6 @@
-//! AVX-512 int8 driver over the interleaved layout ([`crate::pack::interleaved`]):
-//! the 16-row variants of the K formats, for prompt processing.
+//! Int8 drivers over the interleaved layout ([`crate::pack::interleaved`]):
+//! the 16-row variants of Q4_0, Q4_1, Q4_K, Q6_K and q4g32, on AVX-512 here and on
+//! AVX2 in [`super::interleaved_avx2`], over one shared walk ([`drive`]).
 //!
 //! The lanes of every vector are the 16 rows of a tile. For each 32-weight
 //! sub-block and input column, eight integer dot products (four codes of
@@ -15,6 +16,7 @@
 
 use std::arch::x86_64::*;
 use std::cell::Cell;
+use std::marker::PhantomData;
 
 use super::avx512::Dot512;
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
@@ -22,7 +24,7 @@ use crate::pack::INTERLEAVED_ROWS;
 use crate::pack::interleaved::{sub_block_bytes, supports, unit_bytes};
 
 /// Most scale groups in one unit (Q6_K: 16 per super-block).
-const MAX_GROUPS: usize = 16;
+pub(super) const MAX_GROUPS: usize = 16;
 
 thread_local! {
     /// The decoded headers of one tile, for the column groups of a prompt.
@@ -33,18 +35,76 @@ thread_local! {
 }
 
 /// Scale groups per unit of `F`.
-const fn groups<F: KernelFormat>() -> usize {
+pub(super) const fn groups<F: KernelFormat>() -> usize {
     if F::SPLIT { 2 * F::SUBS_PER_UNIT } else { F::SUBS_PER_UNIT }
 }
 
 /// Floats of one unit's decoded headers: per scale group the 16 rows'
 /// scales, then, for formats with a min, per group the 16 rows' mins.
-const fn unit_floats<F: KernelFormat>() -> usize {
+pub(super) const fn unit_floats<F: KernelFormat>() -> usize {
     let mins = if F::OFFSET.is_none() { 2 } else { 1 };
     groups::<F>() * INTERLEAVED_ROWS * mins
 }
 
-/// Dense, int8 activations, interleaved layout.
+/// What one ISA supplies to [`drive`]: the tiles' arithmetic and the
+/// headers' decoding.
+pub(super) trait InterleavedKernel {
+    /// Computes the `N` tiles `tiles`, walked in lockstep, for input columns
+    /// `c0..c0 + C`. With `decoded` (one tile only), the tile's headers come
+    /// decoded from it, [`unit_floats`] per unit; without, they are decoded
+    /// unit by unit.
+    ///
+    /// # Safety
+    /// As [`drive`]; every tile is below `matrix.tiles()` and `c0 + C <=
+    /// columns`; `decoded`, if given, holds the headers of every unit of the tile.
+    unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
+        args: &KernelArgs<'_>,
+        tiles: [usize; N],
+        c0: usize,
+        decoded: Option<&[f32]>,
+    );
+
+    /// Decodes the unit's headers at `hp` (transposed) into `out`, laid out
+    /// as [`unit_floats`] says.
+    ///
+    /// # Safety
+    /// `hp` points at the unit; the CPU has the kernel's instructions.
+    unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]);
+}
+
+/// Dense, int8 activations, interleaved layout, AVX-512 with `D`'s dot product.
+///
+/// # Safety
+/// As [`drive`], with AVX-512 (and VNNI for the VNNI dot product).
+#[inline(always)]
+pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const C: usize>(args: &KernelArgs<'_>) {
+    // SAFETY: forwarded contract.
+    unsafe { drive::<F, Avx512<D>, C>(args) }
+}
+
+/// The AVX-512 kernel: one 512-bit vector holds the 16 rows.
+struct Avx512<D>(PhantomData<D>);
+
+impl<D: Dot512> InterleavedKernel for Avx512<D> {
+    #[inline(always)]
+    unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
+        args: &KernelArgs<'_>,
+        tiles: [usize; N],
+        c0: usize,
+        decoded: Option<&[f32]>,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { run_tiles::<F, D, C, N>(args, tiles, c0, decoded) }
+    }
+
+    #[inline(always)]
+    unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
+        // SAFETY: forwarded contract.
+        unsafe { decode_headers::<F>(hp, out) }
+    }
+}
+
+/// Runs a call on the interleaved layout with `K`'s arithmetic.
 ///
 /// Several input columns (a prompt): tile by tile, each tile for every
 /// group of `C` columns while its bytes are in cache, the remainder one
@@ -53,13 +113,13 @@ const fn unit_floats<F: KernelFormat>() -> usize {
 /// `kernels/BENCHMARKS.md`), and a last odd tile alone.
 ///
 /// # Safety
-/// The [`KernelArgs`] contract, with AVX-512 (and VNNI for the VNNI dot
-/// product); the matrix is packed in the interleaved layout.
+/// The [`KernelArgs`] contract, with the instructions `K` uses; the matrix
+/// is packed in the interleaved layout.
 #[inline(always)]
-pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const C: usize>(args: &KernelArgs<'_>) {
+pub(super) unsafe fn drive<F: KernelFormat, K: InterleavedKernel, const C: usize>(args: &KernelArgs<'_>) {
     // The registry prunes the interleaved variants of every other format, and
     // the packer refuses to pack them.
-    assert!(supports::<F>(), "interleaved variants exist for Q4_0, Q4_1, Q4_K and Q6_K only");
+    assert!(supports::<F>(), "interleaved variants exist for Q4_0, Q4_1, Q4_K, Q6_K and q4g32 only");
     let columns = args.input.columns();
     let (start, end) = (args.tiles.start, args.tiles.end);
     // SAFETY: forwarded contract; every tile and column group is in range.
@@ -68,10 +128,10 @@ pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const C: usize>(args: 
             let half = (end - start) / 2;
             for c0 in 0..columns {
                 for i in 0..half {
-                    run_tiles::<F, D, 1, 2>(args, [start + i, start + half + i], c0, None);
+                    K::run_tiles::<F, 1, 2>(args, [start + i, start + half + i], c0, None);
                 }
                 if (end - start) % 2 == 1 {
-                    run_tiles::<F, D, 1, 1>(args, [end - 1], c0, None);
+                    K::run_tiles::<F, 1, 1>(args, [end - 1], c0, None);
                 }
             }
             return;
@@ -83,15 +143,15 @@ pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const C: usize>(args: 
         for tile in start..end {
             let base = m.data().as_ptr().add(tile * m.tile_bytes());
             for (u, out) in decoded.chunks_exact_mut(unit_floats::<F>()).enumerate() {
-                decode_headers::<F>(base.add(u * unit_bytes::<F>()), out);
+                K::decode_headers::<F>(base.add(u * unit_bytes::<F>()), out);
             }
             let mut c0 = 0;
             while c0 < columns {
                 if columns - c0 >= C {
-                    run_tiles::<F, D, C, 1>(args, [tile], c0, Some(&decoded));
+                    K::run_tiles::<F, C, 1>(args, [tile], c0, Some(&decoded));
                     c0 += C;
                 } else {
-                    run_tiles::<F, D, 1, 1>(args, [tile], c0, Some(&decoded));
+                    K::run_tiles::<F, 1, 1>(args, [tile], c0, Some(&decoded));
                     c0 += 1;
                 }
             }
@@ -103,16 +163,13 @@ pub(crate) unsafe fn dense_q8<F: KernelFormat, D: Dot512, const C: usize>(args: 
 /// The decoded headers of one unit, as [`unit_floats`] lays them out (room
 /// for the largest format).
 #[repr(C, align(64))]
-struct UnitScales([f32; 2 * MAX_GROUPS * INTERLEAVED_ROWS]);
+pub(super) struct UnitScales(pub(super) [f32; 2 * MAX_GROUPS * INTERLEAVED_ROWS]);
 
-/// Computes the `N` tiles `tiles`, walked in lockstep, for input columns
-/// `c0..c0 + C`. With `decoded` (one tile only), the tile's headers come
-/// decoded from it, [`unit_floats`] per unit; without, they are decoded
-/// unit by unit.
+/// [`InterleavedKernel::run_tiles`] on AVX-512.
 ///
 /// # Safety
-/// As [`dense_q8`]; every tile is below `matrix.tiles()` and `c0 + C <=
-/// columns`; `decoded`, if given, holds the headers of every unit of the tile.
+/// As [`InterleavedKernel::run_tiles`], with AVX-512 (and VNNI for the VNNI
+/// dot product).
 #[inline(always)]
 unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
     args: &KernelArgs<'_>,

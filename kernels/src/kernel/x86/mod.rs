@@ -9,6 +9,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod colsparse;
 pub(crate) mod interleaved;
+pub(crate) mod interleaved_avx2;
 
 use std::arch::x86_64::*;
 

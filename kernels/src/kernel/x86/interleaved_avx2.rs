@@ -1,0 +1,344 @@
+//! AVX2 int8 arithmetic over the interleaved layout, for the shared walk
+//! [`super::interleaved::drive`].
+//!
+//! A 16-row vector of the layout is two 256-bit halves here: rows 0–7 and
+//! rows 8–15, each lane one row, as on AVX-512. AVX2 has no 32-bit integer
+//! dot product: `vpmaddubsw` multiplies the unsigned codes by the signed
+//! activation bytes and adds adjacent pairs into 16-bit lanes, and
+//! `vpmaddwd` by ones adds those pairs into the 32-bit lanes of the rows.
+//! For 4-bit codes a 16-bit lane of one `vpmaddubsw` is at most
+//! `2 * 15 * 128 = 3,840` in magnitude, so the eight dwords of a sub-block
+//! (all of it) add up in 16 bits (at most 30,720) and need one `vpmaddwd`
+//! per accumulator and sub-block, not one per dword: about half the
+//! instructions per weight of the row-slot layout, whose lanes are codes of
+//! one row and must be reduced and scaled per slot. 6-bit codes (at most
+//! `2 * 63 * 128 = 16,128` per lane) widen after every dword.
+
+use super::interleaved::{InterleavedKernel, MAX_GROUPS, UnitScales, groups, unit_floats};
+use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
+use crate::pack::INTERLEAVED_ROWS;
+use crate::pack::interleaved::{sub_block_bytes, unit_bytes};
+use std::arch::x86_64::*;
+
+/// Rows per 256-bit vector: a tile's 16 rows are two halves.
+const HALF_ROWS: usize = INTERLEAVED_ROWS / 2;
+
+/// Dense, int8 activations, interleaved layout, AVX2.
+///
+/// # Safety
+/// The [`KernelArgs`] contract, with AVX2, FMA and F16C; the matrix is
+/// packed in the interleaved layout.
+#[inline(always)]
+pub(crate) unsafe fn dense_q8<F: KernelFormat, const C: usize>(args: &KernelArgs<'_>) {
+    // SAFETY: forwarded contract.
+    unsafe { super::interleaved::drive::<F, Avx2, C>(args) }
+}
+
+/// The AVX2 kernel: two 256-bit vectors hold the 16 rows.
+struct Avx2;
+
+impl InterleavedKernel for Avx2 {
+    #[inline(always)]
+    unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
+        args: &KernelArgs<'_>,
+        tiles: [usize; N],
+        c0: usize,
+        decoded: Option<&[f32]>,
+    ) {
+        // SAFETY: forwarded contract.
+        unsafe { run_tiles::<F, C, N>(args, tiles, c0, decoded) }
+    }
+
+    #[inline(always)]
+    unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
+        // SAFETY: forwarded contract.
+        unsafe { decode_headers::<F>(hp, out) }
+    }
+}
+
+/// [`InterleavedKernel::run_tiles`] on AVX2.
+///
+/// # Safety
+/// As [`InterleavedKernel::run_tiles`], with AVX2, FMA and F16C.
+#[inline(always)]
+unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
+    args: &KernelArgs<'_>,
+    tiles: [usize; N],
+    c0: usize,
+    decoded: Option<&[f32]>,
+) {
+    let (m, input) = (args.matrix, args.input);
+    let units = m.padded_cols() / F::UNIT;
+    let mut q = [std::ptr::null::<i8>(); C];
+    let mut d = [std::ptr::null::<f32>(); C];
+    // Per scale group: the float sums of the activations (for the min term)
+    // or the integer sums (for a symmetric format's offset).
+    let mut sums = [std::ptr::null::<f32>(); C];
+    let mut isums = [std::ptr::null::<i32>(); C];
+    for c in 0..C {
+        q[c] = input.q(c0 + c).as_ptr();
+        d[c] = input.d(c0 + c).as_ptr();
+        sums[c] = if F::SPLIT { input.qsum16(c0 + c) } else { input.qsum32(c0 + c) }.as_ptr();
+        isums[c] = if F::SPLIT { input.isum16(c0 + c) } else { input.isum32(c0 + c) }.as_ptr();
+    }
+    let mut unit_scales = [const { UnitScales([0.0; 2 * MAX_GROUPS * INTERLEAVED_ROWS]) }; N];
+    let (scale_groups, floats) = (groups::<F>(), unit_floats::<F>());
+    if let Some(decoded) = decoded {
+        assert!(N == 1 && decoded.len() >= units * floats, "decoded headers of one whole tile");
+    }
+    // Integer accumulators per scale group: one (both halves of the codes)
+    // unless the format scales the halves apart.
+    const fn int_groups<F: KernelFormat>() -> usize {
+        if F::SPLIT { 2 } else { 1 }
+    }
+    // SAFETY: each tile's bytes are `units * unit_bytes` from its start (the
+    // layout's arithmetic); every activation read is within the column's
+    // `padded_cols` int8 values and per-sub-block arrays; AVX2, FMA and F16C
+    // are guaranteed by the caller.
+    unsafe {
+        let bases = tiles.map(|tile| m.data().as_ptr().add(tile * m.tile_bytes()));
+        // Float accumulators per tile, column and half of the rows.
+        let mut acc = [[[_mm256_setzero_ps(); 2]; C]; N];
+        let ones = _mm256_set1_epi16(1);
+        for u in 0..units {
+            let mut scales = [std::ptr::null::<f32>(); N];
+            for n in 0..N {
+                let p = bases[n].add(u * unit_bytes::<F>());
+                if C == 1 {
+                    // Decode streams the weights once, from DRAM: prefetch ahead.
+                    super::prefetch_ahead(p, unit_bytes::<F>());
+                }
+                scales[n] = match decoded {
+                    Some(decoded) => decoded.as_ptr().add(u * floats),
+                    None => {
+                        decode_headers::<F>(p, &mut unit_scales[n].0);
+                        unit_scales[n].0.as_ptr()
+                    }
+                };
+            }
+            for s in 0..F::SUBS_PER_UNIT {
+                let sub = u * F::SUBS_PER_UNIT + s;
+                // 16-bit sums (4-bit codes) or 32-bit sums (6-bit codes) per
+                // tile, column, scale group and half of the rows.
+                let mut sums16 = [[[[_mm256_setzero_si256(); 2]; 2]; C]; N];
+                let mut sums32 = [[[[_mm256_setzero_si256(); 2]; 2]; C]; N];
+                // The sub-block's eight dwords, alternating between the
+                // halves of the codes (0..16 and 16..32), as on AVX-512.
+                macro_rules! dword {
+                    ($k:literal) => {
+                        for n in 0..N {
+                            let cp = bases[n]
+                                .add(u * unit_bytes::<F>() + INTERLEAVED_ROWS * F::UNIT_HEADER)
+                                .add(s * sub_block_bytes(F::CODE_BITS));
+                            let g = if F::SPLIT { $k / 4 } else { 0 };
+                            for h in 0..2 {
+                                let w = dword_codes::<F>(cp, $k, h);
+                                for c in 0..C {
+                                    let x =
+                                        _mm256_set1_epi32(q[c].add(32 * sub + 4 * $k).cast::<i32>().read_unaligned());
+                                    let pairs = _mm256_maddubs_epi16(w, x);
+                                    if F::CODE_BITS == 4 {
+                                        sums16[n][c][g][h] = _mm256_add_epi16(sums16[n][c][g][h], pairs);
+                                    } else {
+                                        let wide = _mm256_madd_epi16(pairs, ones);
+                                        sums32[n][c][g][h] = _mm256_add_epi32(sums32[n][c][g][h], wide);
+                                    }
+                                }
+                            }
+                        }
+                    };
+                }
+                dword!(0);
+                dword!(4);
+                dword!(1);
+                dword!(5);
+                dword!(2);
+                dword!(6);
+                dword!(3);
+                dword!(7);
+                for n in 0..N {
+                    for c in 0..C {
+                        let dx = _mm256_set1_ps(*d[c].add(sub));
+                        for g in 0..int_groups::<F>() {
+                            let group = if F::SPLIT { 2 * s + g } else { s };
+                            let offset = match F::OFFSET {
+                                Some(o) => -o * *isums[c].add(if F::SPLIT { 2 * sub + g } else { sub }),
+                                None => 0,
+                            };
+                            for h in 0..2 {
+                                let ints = if F::CODE_BITS == 4 {
+                                    _mm256_madd_epi16(sums16[n][c][g][h], ones)
+                                } else {
+                                    sums32[n][c][g][h]
+                                };
+                                let ints = _mm256_add_epi32(ints, _mm256_set1_epi32(offset));
+                                let at = INTERLEAVED_ROWS * group + HALF_ROWS * h;
+                                let sc = _mm256_mul_ps(_mm256_loadu_ps(scales[n].add(at)), dx);
+                                acc[n][c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ints), sc, acc[n][c][h]);
+                                if F::OFFSET.is_none() {
+                                    let xs = _mm256_set1_ps(*sums[c].add(if F::SPLIT { 2 * sub + g } else { sub }));
+                                    let at = INTERLEAVED_ROWS * (scale_groups + group) + HALF_ROWS * h;
+                                    acc[n][c][h] =
+                                        _mm256_fmadd_ps(_mm256_loadu_ps(scales[n].add(at)), xs, acc[n][c][h]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (acc, &tile) in acc.iter().zip(&tiles) {
+            for (c, acc) in acc.iter().enumerate() {
+                let mut lanes = [0.0f32; INTERLEAVED_ROWS];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(HALF_ROWS), acc[1]);
+                super::write_rows::<INTERLEAVED_ROWS>(args, tile, c0 + c, &lanes);
+            }
+        }
+    }
+}
+
+/// The codes of dword `k` (codes `4k..4k+4`) of the sub-block at `cp`, for
+/// rows `8h..8h + 8`: byte `4l + b` = code `4k + b` of row `8h + l`.
+///
+/// # Safety
+/// `cp` points at a sub-block of the layout; AVX2.
+#[inline(always)]
+unsafe fn dword_codes<F: KernelFormat>(cp: *const u8, k: usize, h: usize) -> __m256i {
+    // SAFETY: the planes of the sub-block are at `cp` (see the layout); a
+    // 64-byte vector of the layout holds rows 0-7 in its first 32 bytes.
+    unsafe {
+        let nibbles = _mm256_loadu_si256(cp.add(64 * (k / 2) + 32 * h).cast());
+        let low = _mm256_set1_epi8(0x0F);
+        let w = if k.is_multiple_of(2) {
+            _mm256_and_si256(nibbles, low)
+        } else {
+            _mm256_and_si256(_mm256_srli_epi16::<4>(nibbles), low)
+        };
+        if F::CODE_BITS != 6 {
+            return w;
+        }
+        // Bits 4-5: crumb `k % 4` of crumb vector `k / 4`, moved to bits 4-5
+        // of each byte (16-bit shifts; the mask drops what crosses bytes).
+        let crumbs = _mm256_loadu_si256(cp.add(4 * 64 + 64 * (k / 4) + 32 * h).cast());
+        let moved = match k % 4 {
+            0 => _mm256_slli_epi16::<4>(crumbs),
+            1 => _mm256_slli_epi16::<2>(crumbs),
+            2 => crumbs,
+            _ => _mm256_srli_epi16::<2>(crumbs),
+        };
+        _mm256_or_si256(w, _mm256_and_si256(moved, _mm256_set1_epi8(0x30)))
+    }
+}
+
+/// One header field byte `f` of all 16 rows.
+///
+/// # Safety
+/// `hp` points at the unit's transposed headers.
+#[inline(always)]
+unsafe fn field(hp: *const u8, f: usize) -> __m128i {
+    // SAFETY: byte `f` of the 16 headers is at `16f..16f + 16`.
+    unsafe { _mm_loadu_si128(hp.add(INTERLEAVED_ROWS * f).cast()) }
+}
+
+/// The f16 at header bytes `f, f + 1` of all 16 rows, as f32: rows 0-7, 8-15.
+///
+/// # Safety
+/// As [`field`]; F16C and AVX.
+#[inline(always)]
+unsafe fn field_f16(hp: *const u8, f: usize) -> [__m256; 2] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let (lo, hi) = (field(hp, f), field(hp, f + 1));
+        [_mm256_cvtph_ps(_mm_unpacklo_epi8(lo, hi)), _mm256_cvtph_ps(_mm_unpackhi_epi8(lo, hi))]
+    }
+}
+
+/// Bytes (one per row, unsigned or signed) times `factor`, stored at `out`
+/// (16 floats).
+///
+/// # Safety
+/// `out` is writable for 16 floats; AVX2.
+#[inline(always)]
+unsafe fn store_scaled<const SIGNED: bool>(bytes: __m128i, factor: [__m256; 2], out: *mut f32) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for (h, factor) in factor.iter().enumerate() {
+            let b = if h == 0 { bytes } else { _mm_srli_si128::<8>(bytes) };
+            let ints = if SIGNED { _mm256_cvtepi8_epi32(b) } else { _mm256_cvtepu8_epi32(b) };
+            _mm256_storeu_ps(out.add(HALF_ROWS * h), _mm256_mul_ps(*factor, _mm256_cvtepi32_ps(ints)));
+        }
+    }
+}
+
+/// Stores 16 rows' floats at `out`.
+///
+/// # Safety
+/// `out` is writable for 16 floats; AVX.
+#[inline(always)]
+unsafe fn store(v: [__m256; 2], out: *mut f32) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        _mm256_storeu_ps(out, v[0]);
+        _mm256_storeu_ps(out.add(HALF_ROWS), v[1]);
+    }
+}
+
+/// [`InterleavedKernel::decode_headers`] on AVX2 (the same results as the
+/// AVX-512 decoding, eight rows at a time).
+///
+/// # Safety
+/// `hp` points at the unit; AVX2 and F16C.
+#[inline(always)]
+unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
+    assert!(out.len() >= unit_floats::<F>(), "room for one unit's headers");
+    let groups = groups::<F>();
+    let base = out.as_mut_ptr();
+    let scale = |g: usize| base.wrapping_add(INTERLEAVED_ROWS * g);
+    let min = |g: usize| base.wrapping_add(INTERLEAVED_ROWS * (groups + g));
+    // SAFETY: the header fields are within the unit's headers; the stores
+    // stay within `out` (`unit_floats` floats, asserted).
+    unsafe {
+        match F::HEADER {
+            HeaderKind::K4 => {
+                // d, dmin, then 12 bytes of 6-bit scales and mins (ggml's
+                // `get_scale_min_k4`, for 16 rows at once; `q[k]` is byte 4 + k).
+                let d = field_f16(hp, 0);
+                let dmin = field_f16(hp, 2);
+                let neg_dmin =
+                    [_mm256_sub_ps(_mm256_setzero_ps(), dmin[0]), _mm256_sub_ps(_mm256_setzero_ps(), dmin[1])];
+                let q = |k: usize| field(hp, 4 + k);
+                let (six, four, top) = (_mm_set1_epi8(63), _mm_set1_epi8(0x0F), _mm_set1_epi8(0xC0u8 as i8));
+                for j in 0..8 {
+                    let (sc, mn) = if j < 4 {
+                        (_mm_and_si128(q(j), six), _mm_and_si128(q(j + 4), six))
+                    } else {
+                        // The two high bits come from bytes j - 4 (scales) and
+                        // j (mins), bits 6-7, moved to bits 4-5.
+                        let sc_high = _mm_srli_epi16::<2>(_mm_and_si128(q(j - 4), top));
+                        let mn_high = _mm_srli_epi16::<2>(_mm_and_si128(q(j), top));
+                        let sc = _mm_or_si128(_mm_and_si128(q(j + 4), four), sc_high);
+                        let mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16::<4>(q(j + 4)), four), mn_high);
+                        (sc, mn)
+                    };
+                    store_scaled::<false>(sc, d, scale(j));
+                    store_scaled::<false>(mn, neg_dmin, min(j));
+                }
+            }
+            HeaderKind::K6 => {
+                // Sixteen i8 scales, then f16 d (the offset is integer).
+                let d = field_f16(hp, 16);
+                for g in 0..16 {
+                    store_scaled::<true>(field(hp, g), d, scale(g));
+                }
+            }
+            // One 32-weight block per unit: f16 scale (Q4_0), then f16 min (Q4_1).
+            HeaderKind::Scale { .. } => store(field_f16(hp, 0), scale(0)),
+            HeaderKind::ScaleMin => {
+                store(field_f16(hp, 0), scale(0));
+                store(field_f16(hp, 2), min(0));
+            }
+            HeaderKind::Other => {}
+        }
+    }
+}
