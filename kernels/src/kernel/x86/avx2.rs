@@ -305,8 +305,8 @@ const fn signed_bytes<F: KernelFormat>() -> bool {
 
 /// The dot product for `F`'s code width. Signed bytes ([`signed_bytes`])
 /// take `vpmaddubsw` of `|w|` and `x` with `w`'s sign (llama.cpp's way):
-/// `|w| <= 128` and `|x| <= 127` keep a pair within 16 bits, and it costs
-/// three instructions against the eight of widening to 16 bits.
+/// `|w| <= 128` and `|x| <= 127` keep a pair within 16 bits, and it takes
+/// six instructions where widening to 16 bits takes twelve.
 #[inline(always)]
 unsafe fn dot<F: KernelFormat>(acc: __m256i, codes: __m256i, x: __m256i) -> __m256i {
     // SAFETY: forwarded from the caller.

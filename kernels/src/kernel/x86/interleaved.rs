@@ -19,6 +19,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 
 use super::avx512::Dot512;
+use crate::input::Input;
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 use crate::pack::INTERLEAVED_ROWS;
 use crate::pack::interleaved::{sub_block_bytes, supports, unit_bytes};
@@ -160,6 +161,31 @@ pub(super) unsafe fn drive<F: KernelFormat, K: InterleavedKernel, const C: usize
     }
 }
 
+/// The int8 activations of input columns `c0..c0 + C` and, per column, their
+/// scales per sub-block and, per scale group, the float sums of the
+/// activations (for the min term) and the integer sums (for a symmetric
+/// format's offset).
+pub(super) struct Columns<const C: usize> {
+    pub(super) q: [*const i8; C],
+    pub(super) d: [*const f32; C],
+    pub(super) sums: [*const f32; C],
+    pub(super) isums: [*const i32; C],
+}
+
+impl<const C: usize> Columns<C> {
+    /// The columns `c0..c0 + C` of `input`, with `F`'s scale groups.
+    #[inline(always)]
+    pub(super) fn of<F: KernelFormat>(input: &Input, c0: usize) -> Self {
+        let split = F::SPLIT;
+        Columns {
+            q: std::array::from_fn(|c| input.q(c0 + c).as_ptr()),
+            d: std::array::from_fn(|c| input.d(c0 + c).as_ptr()),
+            sums: std::array::from_fn(|c| if split { input.qsum16(c0 + c) } else { input.qsum32(c0 + c) }.as_ptr()),
+            isums: std::array::from_fn(|c| if split { input.isum16(c0 + c) } else { input.isum32(c0 + c) }.as_ptr()),
+        }
+    }
+}
+
 /// The decoded headers of one unit, as [`unit_floats`] lays them out (room
 /// for the largest format).
 #[repr(C, align(64))]
@@ -179,18 +205,7 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
 ) {
     let (m, input) = (args.matrix, args.input);
     let units = m.padded_cols() / F::UNIT;
-    let mut q = [std::ptr::null::<i8>(); C];
-    let mut d = [std::ptr::null::<f32>(); C];
-    // Per scale group: the float sums of the activations (for the min term)
-    // or the integer sums (for a symmetric format's offset).
-    let mut sums = [std::ptr::null::<f32>(); C];
-    let mut isums = [std::ptr::null::<i32>(); C];
-    for c in 0..C {
-        q[c] = input.q(c0 + c).as_ptr();
-        d[c] = input.d(c0 + c).as_ptr();
-        sums[c] = if F::SPLIT { input.qsum16(c0 + c) } else { input.qsum32(c0 + c) }.as_ptr();
-        isums[c] = if F::SPLIT { input.isum16(c0 + c) } else { input.isum32(c0 + c) }.as_ptr();
-    }
+    let Columns { q, d, sums, isums } = Columns::<C>::of::<F>(input, c0);
     let mut unit_scales = [const { UnitScales([0.0; 2 * MAX_GROUPS * INTERLEAVED_ROWS]) }; N];
     let (scale_groups, floats) = (groups::<F>(), unit_floats::<F>());
     if let Some(decoded) = decoded {

@@ -14,7 +14,7 @@
 //! one row and must be reduced and scaled per slot. 6-bit codes (at most
 //! `2 * 63 * 128 = 16,128` per lane) widen after every dword.
 
-use super::interleaved::{InterleavedKernel, MAX_GROUPS, UnitScales, groups, unit_floats};
+use super::interleaved::{Columns, InterleavedKernel, MAX_GROUPS, UnitScales, groups, unit_floats};
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 use crate::pack::INTERLEAVED_ROWS;
 use crate::pack::interleaved::{sub_block_bytes, unit_bytes};
@@ -69,18 +69,7 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
 ) {
     let (m, input) = (args.matrix, args.input);
     let units = m.padded_cols() / F::UNIT;
-    let mut q = [std::ptr::null::<i8>(); C];
-    let mut d = [std::ptr::null::<f32>(); C];
-    // Per scale group: the float sums of the activations (for the min term)
-    // or the integer sums (for a symmetric format's offset).
-    let mut sums = [std::ptr::null::<f32>(); C];
-    let mut isums = [std::ptr::null::<i32>(); C];
-    for c in 0..C {
-        q[c] = input.q(c0 + c).as_ptr();
-        d[c] = input.d(c0 + c).as_ptr();
-        sums[c] = if F::SPLIT { input.qsum16(c0 + c) } else { input.qsum32(c0 + c) }.as_ptr();
-        isums[c] = if F::SPLIT { input.isum16(c0 + c) } else { input.isum32(c0 + c) }.as_ptr();
-    }
+    let Columns { q, d, sums, isums } = Columns::<C>::of::<F>(input, c0);
     let mut unit_scales = [const { UnitScales([0.0; 2 * MAX_GROUPS * INTERLEAVED_ROWS]) }; N];
     let (scale_groups, floats) = (groups::<F>(), unit_floats::<F>());
     if let Some(decoded) = decoded {
