@@ -23,7 +23,9 @@ use clap::{Parser, Subcommand};
     Environment: ASDSL_FORCE_ISA=scalar|avx2|avx512 caps the instruction set the kernels may \
     use (for testing and comparison); ASDSL_PLAN=FILE names the kernel plan to use; \
     ASDSL_MEMORY_LIMIT=SIZE|off replaces the available memory a model must fit in (default: \
-    MemAvailable from /proc/meminfo; `512M`, `8G`, or `off` to disable the check).\n\n\
+    MemAvailable from /proc/meminfo; `512M`, `8G`, or `off` to disable the check); \
+    ASDSL_PREFETCH=off|BYTES sets how far ahead the decode kernels prefetch weights (default: \
+    off on AMD, 4096 elsewhere).\n\n\
     Thread counts (-t) must be between 1 and the logical cores of this machine; a context (-c) \
     may not exceed the model's trained context. Ctrl-C during generation stops it, prints the \
     text so far and the timings, and exits with 130.")]
@@ -69,6 +71,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The kernels resolve the prefetch distance lazily, where an error has
+    // nowhere to go: refuse an invalid ASDSL_PREFETCH here.
+    if let Err(err) = asdsl_kernels::cpu::prefetch_distance() {
+        eprintln!("error: {err}");
+        return exit::Exit::Usage.into();
+    }
     let result = match cli.command {
         Command::Info(args) => commands::info::run(&args),
         Command::Roofline(args) => commands::roofline::run(&args),

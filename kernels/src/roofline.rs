@@ -34,11 +34,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::PREFETCH_DISTANCE;
 use crate::cpu::{self, CpuInfo};
 use crate::error::KernelError;
 use crate::formats::Format;
-#[cfg(target_arch = "x86_64")]
-use crate::kernel::x86::PREFETCH_DISTANCE;
 use crate::variant::Isa;
 
 /// 2^20 bytes.

@@ -93,10 +93,6 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
             let mut scales = [std::ptr::null::<f32>(); N];
             for n in 0..N {
                 let p = bases[n].add(u * unit_bytes::<F>());
-                if C == 1 {
-                    // Decode streams the weights once, from DRAM: prefetch ahead.
-                    super::prefetch_ahead(p, unit_bytes::<F>());
-                }
                 scales[n] = match decoded {
                     Some(decoded) => decoded.as_ptr().add(u * floats),
                     None => {
@@ -107,6 +103,14 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
             }
             for s in 0..F::SUBS_PER_UNIT {
                 let sub = u * F::SUBS_PER_UNIT + s;
+                if C == 1 {
+                    // Decode streams the weights once, from DRAM: prefetch
+                    // ahead, a sub-block's share of the unit at a time.
+                    let share = unit_bytes::<F>().div_ceil(F::SUBS_PER_UNIT);
+                    for base in bases {
+                        super::prefetch_ahead(base.add(u * unit_bytes::<F>() + s * share), share);
+                    }
+                }
                 // 16-bit sums (4-bit codes) or 32-bit sums (6-bit codes) per
                 // tile, column, scale group and half of the rows.
                 let mut sums16 = [[[[_mm256_setzero_si256(); 2]; 2]; C]; N];

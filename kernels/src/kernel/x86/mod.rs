@@ -12,6 +12,7 @@ pub(crate) mod interleaved;
 pub(crate) mod interleaved_avx2;
 
 use std::arch::x86_64::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat, unit_affine};
 use crate::pack::{PackedMatrix, SlotGeometry, step_code_bytes};
@@ -351,20 +352,42 @@ pub(crate) unsafe fn slot_half_values<const R: usize>(values: *const f32, g: usi
     }
 }
 
-/// How far ahead of the kernel (in bytes of the weight stream) software
-/// prefetches are issued. The hardware prefetchers alone leave a single
-/// sequential stream well short of DRAM bandwidth on the machines measured
-/// (see `kernels/BENCHMARKS.md`).
-pub(crate) const PREFETCH_DISTANCE: usize = 4096;
+/// The prefetch distance of this process, once resolved (`usize::MAX`: not yet).
+static RESOLVED_PREFETCH: AtomicUsize = AtomicUsize::new(usize::MAX);
 
-/// Prefetches the cache lines of `bytes` bytes starting at `p + PREFETCH_DISTANCE`.
+/// How far ahead of the kernel (in bytes of the weight stream) software
+/// prefetches are issued, 0 for not at all: [`crate::cpu::prefetch_distance`]
+/// (the CPU's default or `ASDSL_PREFETCH`), resolved once; an invalid
+/// `ASDSL_PREFETCH` means the default here (the CLI refuses it up front).
+#[inline(always)]
+fn prefetch_distance() -> usize {
+    match RESOLVED_PREFETCH.load(Ordering::Relaxed) {
+        usize::MAX => resolve_prefetch(),
+        distance => distance,
+    }
+}
+
+#[cold]
+fn resolve_prefetch() -> usize {
+    let distance = crate::cpu::prefetch_distance()
+        .unwrap_or_else(|_| crate::cpu::default_prefetch_distance(&crate::cpu::detect().vendor));
+    RESOLVED_PREFETCH.store(distance, Ordering::Relaxed);
+    distance
+}
+
+/// Prefetches the cache lines of `bytes` bytes starting at `p` plus the
+/// [`prefetch_distance`] (nothing when it is 0).
 #[inline(always)]
 unsafe fn prefetch_ahead(p: *const u8, bytes: usize) {
+    let distance = prefetch_distance();
+    if distance == 0 {
+        return;
+    }
     let mut at = 0;
     while at < bytes {
         // SAFETY: prefetching is a hint and never faults, even past the end
         // of the buffer.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_DISTANCE + at).cast()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(distance + at).cast()) };
         at += 64;
     }
 }
