@@ -16,6 +16,8 @@ trap 'rm -f "$table"' EXIT
 
 ASDSL_BENCH_REPORT="$table" cargo bench -p asdsl-kernels --bench gemv -- --noplot "$@" >&2
 
+# (before the table is written: writing it is itself a change to the tree)
+commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 {
   echo "# Kernel benchmarks"
@@ -28,7 +30,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- CPU: $cpu, $(nproc) logical CPUs"
-  echo "- commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
+  echo "- commit: $commit"
   echo "- command: \`ASDSL_BENCH_FORMATS=${ASDSL_BENCH_FORMATS:-all} ASDSL_BENCH_SHAPES=${ASDSL_BENCH_SHAPES:-default} ASDSL_BENCH_THREADS=${ASDSL_BENCH_THREADS:-1,2} scripts/kernel-benchmarks.sh\`"
   echo
   cat "$table"

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use asdsl_kernels::cpu::{self, CpuInfo, FORCE_ISA_ENV};
+use asdsl_kernels::cpu::{self, CpuInfo, FORCE_ISA_ENV, PREFETCH_ENV};
 use asdsl_kernels::variant::{Isa, Variant};
 use clap::Args;
 use serde::Serialize;
@@ -37,6 +37,9 @@ struct InfoReport {
     /// Best ISA the kernels may use.
     best_isa: String,
     isas: Vec<IsaStatus>,
+    /// How far ahead the decode kernels prefetch weights, in bytes (0: not
+    /// at all): ASDSL_PREFETCH or this CPU's default.
+    prefetch_distance: usize,
     registry: RegistryCounts,
 }
 
@@ -149,6 +152,8 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         isa_cap_error: cap_error,
         best_isa: cpu::best_isa().to_string(),
         isas,
+        // (main refuses an invalid ASDSL_PREFETCH before any command runs)
+        prefetch_distance: cpu::prefetch_distance()?,
         registry,
     };
     if args.json {
@@ -202,6 +207,12 @@ fn print_text(r: &InfoReport) {
         println!("  {:<17}{status}", s.isa);
     }
     println!("  {:<17}{}", "best", r.best_isa);
+    let prefetch = match r.prefetch_distance {
+        0 => "off".to_string(),
+        bytes => format!("{bytes} bytes ahead"),
+    };
+    let source = if std::env::var_os(PREFETCH_ENV).is_some() { PREFETCH_ENV } else { "this CPU's default" };
+    println!("  {:<17}{prefetch} ({source})", "prefetch");
     let reg = &r.registry;
     println!("Registry           {} variants, {} runnable here", reg.total, reg.runnable);
     for (axis, counts) in reg.axes() {

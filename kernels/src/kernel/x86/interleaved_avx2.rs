@@ -108,7 +108,7 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
                     // ahead, a sub-block's share of the unit at a time.
                     let share = unit_bytes::<F>().div_ceil(F::SUBS_PER_UNIT);
                     for base in bases {
-                        super::prefetch_ahead(base.add(u * unit_bytes::<F>() + s * share), share);
+                        super::prefetch_ahead(base.wrapping_add(u * unit_bytes::<F>() + s * share), share);
                     }
                 }
                 // 16-bit sums (4-bit codes) or 32-bit sums (6-bit codes) per
