@@ -243,10 +243,12 @@ pub fn parse_prefetch(value: Option<&str>) -> Result<Option<usize>, KernelError>
 pub const PREFETCH_DISTANCE: usize = 4096;
 
 /// The default prefetch distance for a CPU vendor: off on AMD (and Hygon),
-/// whose hardware prefetchers keep the kernels' streams fed and whose
-/// kernels measured up to 1.5x faster without software prefetch (Q4_K on
-/// Zen 3); [`PREFETCH_DISTANCE`] elsewhere, where it measured faster (see
-/// `kernels/BENCHMARKS.md`).
+/// whose hardware prefetchers keep the kernels' streams fed (on Zen 3 the
+/// decode kernels were faster without software prefetch in 15 of 16 cases
+/// of an A/B, Q4_K by up to 1.18x, and a plain read by 1.18x);
+/// [`PREFETCH_DISTANCE`] elsewhere, as measured on the Intel machines (see
+/// `kernels/BENCHMARKS.md`). A rule by vendor, not a measurement: the plan
+/// does not choose it yet.
 pub fn default_prefetch_distance(vendor: &str) -> usize {
     match vendor {
         "AuthenticAMD" | "HygonGenuine" => 0,
