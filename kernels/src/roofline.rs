@@ -91,7 +91,8 @@ pub struct StreamResult {
     /// Independent streams per thread.
     pub streams: usize,
     /// Whether the read kernel prefetched in software, 4 KiB ahead in each
-    /// stream (as the GEMV kernels do).
+    /// stream (as the GEMV kernels do where `ASDSL_PREFETCH` or the CPU's
+    /// default turns it on: not on AMD).
     #[serde(default)]
     pub prefetch: bool,
     /// Median, GB/s.

@@ -211,7 +211,9 @@ fn print_text(r: &InfoReport) {
         0 => "off".to_string(),
         bytes => format!("{bytes} bytes ahead"),
     };
-    let source = if std::env::var_os(PREFETCH_ENV).is_some() { PREFETCH_ENV } else { "this CPU's default" };
+    // (a blank value means the default, as in `cpu::parse_prefetch`)
+    let set = std::env::var(PREFETCH_ENV).is_ok_and(|v| !v.trim().is_empty());
+    let source = if set { PREFETCH_ENV } else { "this CPU's default" };
     println!("  {:<17}{prefetch} ({source})", "prefetch");
     let reg = &r.registry;
     println!("Registry           {} variants, {} runnable here", reg.total, reg.runnable);

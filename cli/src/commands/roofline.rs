@@ -315,7 +315,9 @@ fn print_bandwidth(report: &RooflineReport) {
         );
     }
     println!();
-    println!("DRAM GB/s (median) by streams per thread (+pf: software prefetch 4 KiB ahead, as the kernels do):");
+    println!(
+        "DRAM GB/s (median) by streams per thread (+pf: software prefetch 4 KiB ahead, as the kernels do where it is on; see `asdsl info`):"
+    );
     for row in &report.rows {
         let sweep: Vec<String> = row
             .dram
