@@ -2,13 +2,17 @@
 //! quantized once, then shared by every matrix that multiplies it (for
 //! example the q, k and v projections of one token).
 //!
-//! int8 activations are quantized per 32 values as ggml's Q8_0 does
-//! (`d = max|x| / 127`, `q = round(x / d)`), and their sums are kept so that
-//! a weight format's min (or offset) term costs one multiply per sub-block:
+//! int8 activations are quantized twice, as ggml does for its two kinds of
+//! weight formats ([`Int8Block`]): per 32 values as Q8_0 (`d = max|x| /
+//! 127`, `q = round(x / d)`), and per 256 values as Q8_K, one scale for a
+//! K-quant super-block. Both are stored alike, a scale per 32-value
+//! sub-block (the same for the eight sub-blocks of a 256-value block), so
+//! that every kernel reads either. Their sums are kept so that a weight
+//! format's min (or offset) term costs one multiply per sub-block:
 //! `sum_i (s*c_i + m) * d*q_i = s*d * sum_i c_i*q_i + m * (d * sum_i q_i)`.
 //! The q8 path therefore computes exactly `W x̂` where `x̂ = d*q` is the
-//! dequantized activation; its difference from `W x` is bounded by
-//! `sum_b d_b/2 * sum_{i in b} |w_i|`.
+//! dequantized activation of the format's [`Int8Block`]; its difference
+//! from `W x` is bounded by `sum_b d_b/2 * sum_{i in b} |w_i|`.
 
 use std::sync::{Mutex, OnceLock};
 
@@ -20,6 +24,33 @@ use crate::variant::Isa;
 /// Extra zeroed floats (and bytes) after each column, so that SIMD kernels
 /// may load whole vectors past the last sub-block.
 const TAIL: usize = 128;
+
+/// How many activations share one int8 scale: the int8 activations a weight
+/// format's kernels multiply (ggml's `vec_dot_type`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Int8Block {
+    /// One scale per 32 values, as ggml's Q8_0: the formats whose blocks
+    /// are 32 weights (or fewer) and the native formats.
+    Of32,
+    /// One scale per 256 values, as ggml's Q8_K: the K-quants. The eight
+    /// sub-blocks of a super-block then share the activation scale, so that
+    /// their integer dot products add up before one float step.
+    Of256,
+}
+
+impl Int8Block {
+    /// Values per scale.
+    pub const fn values(self) -> usize {
+        match self {
+            Int8Block::Of32 => 32,
+            Int8Block::Of256 => 256,
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Activations prepared for the kernels. Reuse one `Input` across calls: it
 /// keeps its buffers, so preparing allocates nothing once it has grown.
@@ -35,12 +66,8 @@ pub struct Input {
     x: Vec<f32>,
     sum32: Vec<f32>,
     sum16: Vec<f32>,
-    q: Vec<i8>,
-    d: Vec<f32>,
-    qsum32: Vec<f32>,
-    qsum16: Vec<f32>,
-    isum32: Vec<i32>,
-    isum16: Vec<i32>,
+    /// The int8 activations per [`Int8Block`] (in its order).
+    int8: [Int8Set; 2],
 }
 
 impl Input {
@@ -95,39 +122,29 @@ impl Input {
             }
         }
         if q8 {
-            resize_zeroed(&mut self.q, columns * stride);
-            resize_zeroed(&mut self.d, columns * subs);
-            resize_zeroed(&mut self.qsum32, columns * subs);
-            resize_zeroed(&mut self.qsum16, columns * subs * 2);
-            resize_zeroed(&mut self.isum32, columns * subs);
-            resize_zeroed(&mut self.isum16, columns * subs * 2);
-            let out = Q8Columns {
-                q: &mut self.q,
-                d: &mut self.d,
-                qsum32: &mut self.qsum32,
-                qsum16: &mut self.qsum16,
-                isum32: &mut self.isum32,
-                isum16: &mut self.isum16,
-            };
             let x = &self.x[..columns * stride];
-            match threads.filter(|t| t.count() > 1 && columns > 1) {
-                None => out.quantize(x, stride, subs),
-                Some(threads) => {
-                    // One share of whole columns per thread, taken by whichever thread claims it.
-                    let per_share = columns.div_ceil(threads.count());
-                    let mut shares = Vec::with_capacity(threads.count());
-                    let mut rest = out;
-                    for xs in x.chunks(per_share * stride) {
-                        let (share, tail) = rest.split_at(xs.len() / stride, stride, subs);
-                        shares.push(Mutex::new(Some((xs, share))));
-                        rest = tail;
-                    }
-                    threads.broadcast(|i| {
-                        let taken = shares.get(i).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
-                        if let Some((xs, share)) = taken {
-                            share.quantize(xs, stride, subs);
+            for (set, block) in self.int8.iter_mut().zip([Int8Block::Of32, Int8Block::Of256]) {
+                set.resize(columns, stride, subs);
+                let out = Q8Columns::of(set);
+                match threads.filter(|t| t.count() > 1 && columns > 1) {
+                    None => out.quantize(x, stride, subs, block),
+                    Some(threads) => {
+                        // One share of whole columns per thread, taken by whichever thread claims it.
+                        let per_share = columns.div_ceil(threads.count());
+                        let mut shares = Vec::with_capacity(threads.count());
+                        let mut rest = out;
+                        for xs in x.chunks(per_share * stride) {
+                            let (share, tail) = rest.split_at(xs.len() / stride, stride, subs);
+                            shares.push(Mutex::new(Some((xs, share))));
+                            rest = tail;
                         }
-                    });
+                        threads.broadcast(|i| {
+                            let taken = shares.get(i).and_then(|m| m.lock().unwrap_or_else(|e| e.into_inner()).take());
+                            if let Some((xs, share)) = taken {
+                                share.quantize(xs, stride, subs, block);
+                            }
+                        });
+                    }
                 }
             }
         }
@@ -154,34 +171,13 @@ impl Input {
         &self.x[c * self.stride..(c + 1) * self.stride]
     }
 
-    /// The int8 activations of column `c`, zero-padded.
-    pub fn q(&self, c: usize) -> &[i8] {
-        &self.q[c * self.stride..(c + 1) * self.stride]
-    }
-
-    /// The int8 scale of each 32-value sub-block of column `c`.
-    pub fn d(&self, c: usize) -> &[f32] {
-        &self.d[c * self.sub_stride..(c + 1) * self.sub_stride]
-    }
-
-    /// Per 32-value sub-block of column `c`: the sum of the dequantized int8 activations.
-    pub fn qsum32(&self, c: usize) -> &[f32] {
-        &self.qsum32[c * self.sub_stride..(c + 1) * self.sub_stride]
-    }
-
-    /// Per 16-value half sub-block of column `c`: the sum of the dequantized int8 activations.
-    pub fn qsum16(&self, c: usize) -> &[f32] {
-        &self.qsum16[2 * c * self.sub_stride..2 * (c + 1) * self.sub_stride]
-    }
-
-    /// Per 32-value sub-block of column `c`: the sum of the int8 activations.
-    pub fn isum32(&self, c: usize) -> &[i32] {
-        &self.isum32[c * self.sub_stride..(c + 1) * self.sub_stride]
-    }
-
-    /// Per 16-value half sub-block of column `c`: the sum of the int8 activations.
-    pub fn isum16(&self, c: usize) -> &[i32] {
-        &self.isum16[2 * c * self.sub_stride..2 * (c + 1) * self.sub_stride]
+    /// The int8 activations for `block`.
+    ///
+    /// # Panics
+    /// If the input was prepared without int8 activations.
+    pub fn int8(&self, block: Int8Block) -> Int8<'_> {
+        assert!(self.has_q8, "the input was prepared without int8 activations");
+        Int8 { set: &self.int8[block.index()], k: self.k, stride: self.stride, sub_stride: self.sub_stride }
     }
 
     /// Per 32-value sub-block of column `c`: the sum of the f32 activations.
@@ -192,6 +188,73 @@ impl Input {
     /// Per 16-value half sub-block of column `c`: the sum of the f32 activations.
     pub fn sum16(&self, c: usize) -> &[f32] {
         &self.sum16[2 * c * self.sub_stride..2 * (c + 1) * self.sub_stride]
+    }
+}
+
+/// One int8 quantization of all columns: per column `stride` values, and
+/// per sub-block a scale and sums.
+#[derive(Clone, Debug, Default)]
+struct Int8Set {
+    q: Vec<i8>,
+    d: Vec<f32>,
+    qsum32: Vec<f32>,
+    qsum16: Vec<f32>,
+    isum32: Vec<i32>,
+    isum16: Vec<i32>,
+}
+
+impl Int8Set {
+    /// Zeroed buffers for `columns` columns.
+    fn resize(&mut self, columns: usize, stride: usize, subs: usize) {
+        resize_zeroed(&mut self.q, columns * stride);
+        resize_zeroed(&mut self.d, columns * subs);
+        resize_zeroed(&mut self.qsum32, columns * subs);
+        resize_zeroed(&mut self.qsum16, columns * subs * 2);
+        resize_zeroed(&mut self.isum32, columns * subs);
+        resize_zeroed(&mut self.isum16, columns * subs * 2);
+    }
+}
+
+/// The int8 activations of an [`Input`] for one [`Int8Block`]
+/// ([`Input::int8`]).
+#[derive(Copy, Clone, Debug)]
+pub struct Int8<'a> {
+    set: &'a Int8Set,
+    k: usize,
+    stride: usize,
+    sub_stride: usize,
+}
+
+impl<'a> Int8<'a> {
+    /// The int8 activations of column `c`, zero-padded.
+    pub fn q(&self, c: usize) -> &'a [i8] {
+        &self.set.q[c * self.stride..(c + 1) * self.stride]
+    }
+
+    /// The int8 scale of each 32-value sub-block of column `c` (for
+    /// [`Int8Block::Of256`] the same for the eight sub-blocks of a block).
+    pub fn d(&self, c: usize) -> &'a [f32] {
+        &self.set.d[c * self.sub_stride..(c + 1) * self.sub_stride]
+    }
+
+    /// Per 32-value sub-block of column `c`: the sum of the dequantized int8 activations.
+    pub fn qsum32(&self, c: usize) -> &'a [f32] {
+        &self.set.qsum32[c * self.sub_stride..(c + 1) * self.sub_stride]
+    }
+
+    /// Per 16-value half sub-block of column `c`: the sum of the dequantized int8 activations.
+    pub fn qsum16(&self, c: usize) -> &'a [f32] {
+        &self.set.qsum16[2 * c * self.sub_stride..2 * (c + 1) * self.sub_stride]
+    }
+
+    /// Per 32-value sub-block of column `c`: the sum of the int8 activations.
+    pub fn isum32(&self, c: usize) -> &'a [i32] {
+        &self.set.isum32[c * self.sub_stride..(c + 1) * self.sub_stride]
+    }
+
+    /// Per 16-value half sub-block of column `c`: the sum of the int8 activations.
+    pub fn isum16(&self, c: usize) -> &'a [i32] {
+        &self.set.isum16[2 * c * self.sub_stride..2 * (c + 1) * self.sub_stride]
     }
 
     /// The activations the q8 path actually multiplies: `d * q` (f32).
@@ -212,7 +275,19 @@ struct Q8Columns<'a> {
     isum16: &'a mut [i32],
 }
 
-impl Q8Columns<'_> {
+impl<'a> Q8Columns<'a> {
+    /// All columns of `set`.
+    fn of(set: &'a mut Int8Set) -> Self {
+        Q8Columns {
+            q: &mut set.q,
+            d: &mut set.d,
+            qsum32: &mut set.qsum32,
+            qsum16: &mut set.qsum16,
+            isum32: &mut set.isum32,
+            isum16: &mut set.isum16,
+        }
+    }
+
     /// The first `n` columns and the rest.
     fn split_at(self, n: usize, stride: usize, subs: usize) -> (Self, Self) {
         let (q, q_rest) = self.q.split_at_mut((n * stride).min(self.q.len()));
@@ -234,16 +309,16 @@ impl Q8Columns<'_> {
         )
     }
 
-    /// Quantizes the columns of `x` (`stride` floats each) on the widest
-    /// vectors this CPU allows (chosen once).
-    fn quantize(self, x: &[f32], stride: usize, subs: usize) {
+    /// Quantizes the columns of `x` (`stride` floats each) per `block` on
+    /// the widest vectors this CPU allows (chosen once).
+    fn quantize(self, x: &[f32], stride: usize, subs: usize, block: Int8Block) {
         static ISA: OnceLock<Isa> = OnceLock::new();
         match *ISA.get_or_init(cpu::best_isa) {
             // SAFETY: `best_isa` saw AVX-512 F/BW/VL on this CPU.
-            Isa::Avx512 | Isa::Avx512Vnni => unsafe { self.quantize_avx512(x, stride, subs) },
+            Isa::Avx512 | Isa::Avx512Vnni => unsafe { self.quantize_avx512(x, stride, subs, block) },
             // SAFETY: `best_isa` saw AVX2 on this CPU.
-            Isa::Avx2 => unsafe { self.quantize_avx2(x, stride, subs) },
-            Isa::Scalar => self.quantize_with(x, stride, subs),
+            Isa::Avx2 => unsafe { self.quantize_avx2(x, stride, subs, block) },
+            Isa::Scalar => self.quantize_with(x, stride, subs, block),
         }
     }
 
@@ -252,23 +327,31 @@ impl Q8Columns<'_> {
     /// scalar conversion and byte insert, and quantizing a prompt's
     /// activations took 8 % of its compute (`perf`, llama-1b Q4_K_M pp512).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    fn quantize_avx512(mut self, x: &[f32], stride: usize, subs: usize) {
+    fn quantize_avx512(mut self, x: &[f32], stride: usize, subs: usize, block: Int8Block) {
+        let sub_x = |at: usize| -> &[f32; 32] { x[at..at + 32].try_into().expect("32 values") };
         for c in 0..x.len() / stride {
-            for s in 0..subs {
-                let at = c * stride + 32 * s;
-                let xs: &[f32; 32] = x[at..at + 32].try_into().expect("32 values");
-                let q: &mut [i8; 32] = (&mut self.q[at..at + 32]).try_into().expect("32 values");
-                // SAFETY: the CPU has AVX-512 F/BW/VL (this function's features).
-                let (d, [lo, hi]) = unsafe { x86::quantize32(xs, q) };
-                self.store_sub(c * subs + s, d, [lo, hi]);
+            for (first, end) in blocks(subs, block) {
+                let mut amax_bits = 0;
+                for s in first..end {
+                    // SAFETY: the CPU has AVX-512 F/BW/VL (this function's features).
+                    amax_bits = amax_bits.max(unsafe { x86::amax_bits32(sub_x(c * stride + 32 * s)) });
+                }
+                let d = f32::from_bits(amax_bits) / 127.0;
+                for s in first..end {
+                    let at = c * stride + 32 * s;
+                    let q: &mut [i8; 32] = (&mut self.q[at..at + 32]).try_into().expect("32 values");
+                    // SAFETY: the CPU has AVX-512 F/BW/VL (this function's features).
+                    let sums = unsafe { x86::quantize32(sub_x(at), q, d) };
+                    self.store_sub(c * subs + s, d, sums);
+                }
             }
         }
     }
 
     /// [`quantize_with`](Self::quantize_with) compiled for AVX2.
     #[target_feature(enable = "avx2,sse4.1")]
-    fn quantize_avx2(self, x: &[f32], stride: usize, subs: usize) {
-        self.quantize_with(x, stride, subs)
+    fn quantize_avx2(self, x: &[f32], stride: usize, subs: usize, block: Int8Block) {
+        self.quantize_with(x, stride, subs, block)
     }
 
     /// Stores sub-block `i`'s scale `d` and, from the sums of its two 16-value
@@ -284,47 +367,85 @@ impl Q8Columns<'_> {
         self.isum32[i] = lo + hi;
     }
 
-    /// The int8 activations of every 32-value sub-block: `d = max|x| / 127`,
-    /// `q = round(x / d)` (half away from zero, on every ISA), and the sums
-    /// the kernels need.
+    /// The int8 activations of every `block` of values: `d = max|x| / 127`,
+    /// `q = round(x / d)` (half away from zero, on every ISA), and per
+    /// 32-value sub-block the scale and the sums the kernels need.
     #[inline(always)]
-    fn quantize_with(mut self, x: &[f32], stride: usize, subs: usize) {
+    fn quantize_with(mut self, x: &[f32], stride: usize, subs: usize, block: Int8Block) {
         for c in 0..x.len() / stride {
-            for s in 0..subs {
-                let xs = &x[c * stride + 32 * s..c * stride + 32 * s + 32];
+            for (first, end) in blocks(subs, block) {
+                let xs = &x[c * stride + 32 * first..c * stride + 32 * end];
                 // max |x| over the bits (ordered like the values for
                 // non-negative floats), so that it vectorizes; NaN is skipped
                 // as `f32::max` skips it.
                 let amax_bits = xs.iter().map(|v| if v.is_nan() { 0 } else { v.abs().to_bits() }).max().unwrap_or(0);
                 let d = f32::from_bits(amax_bits) / 127.0;
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                let q = &mut self.q[c * stride + 32 * s..c * stride + 32 * s + 32];
-                let mut half_sums = [0i32; 2];
-                for ((q, xs), sum) in q.chunks_exact_mut(16).zip(xs.chunks_exact(16)).zip(&mut half_sums) {
-                    for (q, &v) in q.iter_mut().zip(xs) {
-                        // Non-finite inputs become 0, as a NaN cannot be an int8.
-                        let r = if v.is_finite() { (v * id).round().clamp(-127.0, 127.0) } else { 0.0 };
-                        *q = r as i8;
-                        *sum += r as i32;
+                for s in first..end {
+                    let xs = &x[c * stride + 32 * s..c * stride + 32 * s + 32];
+                    let q = &mut self.q[c * stride + 32 * s..c * stride + 32 * s + 32];
+                    let mut half_sums = [0i32; 2];
+                    for ((q, xs), sum) in q.chunks_exact_mut(16).zip(xs.chunks_exact(16)).zip(&mut half_sums) {
+                        for (q, &v) in q.iter_mut().zip(xs) {
+                            // Non-finite inputs become 0, as a NaN cannot be an int8.
+                            let r = if v.is_finite() { (v * id).round().clamp(-127.0, 127.0) } else { 0.0 };
+                            *q = r as i8;
+                            *sum += r as i32;
+                        }
                     }
+                    self.store_sub(c * subs + s, d, half_sums);
                 }
-                self.store_sub(c * subs + s, d, half_sums);
             }
         }
     }
+}
+
+/// The blocks of a column of `subs` sub-blocks: `(first, end)` sub-block
+/// ranges of `block`'s length (the last one shorter when `subs` does not
+/// divide: the column's zeroed tail).
+fn blocks(subs: usize, block: Int8Block) -> impl Iterator<Item = (usize, usize)> {
+    let per = block.values() / 32;
+    (0..subs).step_by(per).map(move |first| (first, (first + per).min(subs)))
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
-    /// One 32-value sub-block quantized as [`super::Q8Columns::quantize_with`]
-    /// does: returns `d` and the sums of the two 16-value halves of `q`.
+    /// The bits of `max |x|` over one 32-value sub-block, NaN counted as 0,
+    /// as [`super::Q8Columns::quantize_with`] finds them.
     ///
     /// # Safety
     /// The CPU has AVX-512 F, BW and VL.
     #[inline(always)]
-    pub(super) unsafe fn quantize32(xs: &[f32; 32], q: &mut [i8; 32]) -> (f32, [i32; 2]) {
+    pub(super) unsafe fn amax_bits32(xs: &[f32; 32]) -> u32 {
+        // SAFETY: the loads read the 32 floats of `xs`; the instructions are
+        // the caller's guarantee.
+        unsafe {
+            let v = [_mm512_loadu_ps(xs.as_ptr()), _mm512_loadu_ps(xs.as_ptr().add(16))];
+            let infinity = _mm512_set1_epi32(0x7F80_0000);
+            let abs_mask = _mm512_set1_epi32(0x7FFF_FFFF);
+            let abs_bits = [
+                _mm512_and_si512(_mm512_castps_si512(v[0]), abs_mask),
+                _mm512_and_si512(_mm512_castps_si512(v[1]), abs_mask),
+            ];
+            // NaN (bits above infinity's) counted as 0.
+            let not_nan = [
+                _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(abs_bits[0], infinity), abs_bits[0]),
+                _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(abs_bits[1], infinity), abs_bits[1]),
+            ];
+            _mm512_reduce_max_epu32(_mm512_max_epu32(not_nan[0], not_nan[1]))
+        }
+    }
+
+    /// One 32-value sub-block quantized with scale `d` as
+    /// [`super::Q8Columns::quantize_with`] does: returns the sums of the two
+    /// 16-value halves of `q`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VL.
+    #[inline(always)]
+    pub(super) unsafe fn quantize32(xs: &[f32; 32], q: &mut [i8; 32], d: f32) -> [i32; 2] {
         // SAFETY: the loads read the 32 floats of `xs`, the stores write the
         // 32 bytes of `q`; the instructions are the caller's guarantee.
         unsafe {
@@ -336,13 +457,6 @@ mod x86 {
                 _mm512_and_si512(_mm512_castps_si512(v[0]), abs_mask),
                 _mm512_and_si512(_mm512_castps_si512(v[1]), abs_mask),
             ];
-            // max |x| over the bits, NaN (bits above infinity's) counted as 0.
-            let not_nan = [
-                _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(abs_bits[0], infinity), abs_bits[0]),
-                _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(abs_bits[1], infinity), abs_bits[1]),
-            ];
-            let amax = f32::from_bits(_mm512_reduce_max_epu32(_mm512_max_epu32(not_nan[0], not_nan[1])));
-            let d = amax / 127.0;
             let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
             let mut sums = [0i32; 2];
             for h in 0..2 {
@@ -361,7 +475,7 @@ mod x86 {
                 _mm_storeu_si128(q.as_mut_ptr().add(16 * h).cast(), _mm512_cvtepi32_epi8(i));
                 sums[h] = _mm512_reduce_add_epi32(i);
             }
-            (d, sums)
+            sums
         }
     }
 }
@@ -395,7 +509,7 @@ mod tests {
         x[96..128].fill(0.0);
         x[128..160].fill(1e-40);
         x[160..192].fill(f32::NAN);
-        let run = |avx512: bool| {
+        let run = |avx512: bool, block: Int8Block| {
             let (mut q, mut d) = (vec![0i8; x.len()], vec![0.0f32; subs]);
             let (mut qsum32, mut qsum16) = (vec![0.0f32; subs], vec![0.0f32; 2 * subs]);
             let (mut isum32, mut isum16) = (vec![0i32; subs], vec![0i32; 2 * subs]);
@@ -409,14 +523,16 @@ mod tests {
             };
             if avx512 {
                 // SAFETY: the CPU has AVX-512 F/BW/VL (checked above).
-                unsafe { cols.quantize_avx512(&x, x.len(), subs) }
+                unsafe { cols.quantize_avx512(&x, x.len(), subs, block) }
             } else {
-                cols.quantize_with(&x, x.len(), subs)
+                cols.quantize_with(&x, x.len(), subs, block)
             }
             let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             (q, bits(&d), bits(&qsum32), bits(&qsum16), isum32, isum16)
         };
-        assert_eq!(run(true), run(false));
+        for block in [Int8Block::Of32, Int8Block::Of256] {
+            assert_eq!(run(true, block), run(false, block), "{block:?}");
+        }
     }
 
     /// Quantizing on several threads gives exactly the single-thread
@@ -434,8 +550,11 @@ mod tests {
                 let pool = Threads::new(threads).unwrap();
                 let mut many = Input::new();
                 many.prepare_on(&x, k, columns, true, Some(&pool)).unwrap();
-                for c in 0..columns {
-                    assert_eq!(one.q(c), many.q(c), "columns {columns} threads {threads} col {c}");
+                for (block, c) in
+                    [Int8Block::Of32, Int8Block::Of256].into_iter().flat_map(|b| (0..columns).map(move |c| (b, c)))
+                {
+                    let (one, many) = (one.int8(block), many.int8(block));
+                    assert_eq!(one.q(c), many.q(c), "columns {columns} threads {threads} {block:?} col {c}");
                     assert_eq!(one.d(c), many.d(c));
                     assert_eq!(one.qsum16(c), many.qsum16(c));
                     assert_eq!(one.qsum32(c), many.qsum32(c));
@@ -443,7 +562,8 @@ mod tests {
                     assert_eq!(one.isum32(c), many.isum32(c));
                 }
             }
-            assert_eq!(one.q(0)[3], 0, "NaN becomes 0");
+            assert_eq!(one.int8(Int8Block::Of32).q(0)[3], 0, "NaN becomes 0");
+            assert_eq!(one.int8(Int8Block::Of256).q(0)[3], 0, "NaN becomes 0");
         }
         // Half away from zero: with max |x| = 127, d = 1 and 2.5 -> 3, -2.5 -> -3.
         let mut x = vec![0.0f32; 32];
@@ -452,6 +572,27 @@ mod tests {
         x[2] = -2.5;
         let mut input = Input::new();
         input.prepare(&x, 32, 1, true).unwrap();
-        assert_eq!(&input.q(0)[..3], &[127, 3, -3]);
+        assert_eq!(&input.int8(Int8Block::Of32).q(0)[..3], &[127, 3, -3]);
+    }
+
+    /// Per 256 values, one scale serves eight sub-blocks: a sub-block of
+    /// small values is quantized with the scale of the block's largest.
+    #[test]
+    fn one_scale_per_256_values() {
+        let k = 300;
+        let mut x: Vec<f32> = (0..k).map(|i| (i % 7) as f32 / 10.0).collect();
+        x[200] = 127.0;
+        x[260] = -12.7;
+        let mut input = Input::new();
+        input.prepare(&x, k, 1, true).unwrap();
+        let (per32, per256) = (input.int8(Int8Block::Of32), input.int8(Int8Block::Of256));
+        assert!(per256.d(0)[..8].iter().all(|&d| d == 1.0), "{:?}", &per256.d(0)[..8]);
+        assert_eq!(per256.q(0)[200], 127);
+        assert_eq!(per256.q(0)[1], 0, "0.1 rounds to 0 with d = 1");
+        assert_eq!(per32.q(0)[1], 127 / 6, "0.1 of a sub-block whose max is 0.6");
+        // The second block: 44 values and the zeroed tail.
+        assert!((per256.d(0)[8] - 0.1).abs() < 1e-7, "{}", per256.d(0)[8]);
+        assert_eq!(per256.q(0)[260], -127);
+        assert_eq!(per256.isum32(0)[0], per256.q(0)[..32].iter().map(|&q| q as i32).sum::<i32>());
     }
 }

@@ -9,7 +9,8 @@
 //!   into the layout a variant reads: row-interleaved tiles of bit planes,
 //!   column-major planes, or the format's own blocks.
 //! - [`input`]: activations prepared once per input (padded, and quantized
-//!   to int8 for the q8 path).
+//!   to int8 for the q8 path: a scale per 32 values, and per 256 for the
+//!   K-quants, as ggml pairs its formats with Q8_0 and Q8_K).
 //! - [`registry`]: every generated variant, declared once; [`variant`]: its
 //!   descriptor and name; [`kernel`] and [`isa`]: the shared bodies the
 //!   variants are compiled from.

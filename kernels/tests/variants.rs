@@ -8,7 +8,8 @@
 //!
 //! - **f32 path**: `|y - y_ref| <= 1e-5 * sum_k |w_k x_k|` — float rounding only.
 //! - **q8 path**: the kernel multiplies the int8-dequantized activation
-//!   `x̂ = d q` exactly up to float rounding. Symmetric formats (Q4_0,
+//!   `x̂ = d q` (per 32 values, or per 256 for the K-quants: the format's
+//!   `Int8Block`) exactly up to float rounding. Symmetric formats (Q4_0,
 //!   Q5_0, Q8_0, Q6_K) subtract their code offset in integers, so
 //!   `|y - W x̂| <= 1e-5 * M` with `M = sum_k |w_k x̂_k|`; formats with a
 //!   min form `scale * sum(code * x̂) + min * sum(x̂)` (as llama.cpp does),
@@ -195,8 +196,8 @@ fn check(variant: &'static Variant, case: &Case) -> Result<(), TestCaseError> {
     gemv.run(&input, &mut out, &threads, Partition::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
     for c in 0..case.columns {
         let xc = &xp[c * padded..(c + 1) * padded];
-        let xhat = if q8 { input.dequantized(c) } else { xc.to_vec() };
-        let d = if q8 { input.d(c).to_vec() } else { vec![] };
+        let xhat = if q8 { input.int8(format.int8_block()).dequantized(c) } else { xc.to_vec() };
+        let d = if q8 { input.int8(format.int8_block()).d(c).to_vec() } else { vec![] };
         for r in 0..case.rows {
             let row = &w[r * padded..(r + 1) * padded];
             let (mut exact, mut hat, mut mag, mut quant) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
@@ -385,7 +386,7 @@ fn largest_codes_against_largest_activations_do_not_overflow() {
             let x = vec![sign; cols];
             let mut input = Input::new();
             input.prepare(&x, cols, 1, true).unwrap();
-            let xhat = input.dequantized(0);
+            let xhat = input.int8(format.int8_block()).dequantized(0);
             let mut out = vec![f32::NAN; rows];
             gemv.run(&input, &mut out, &threads, Partition::default()).unwrap();
             for (r, &got) in out.iter().enumerate() {

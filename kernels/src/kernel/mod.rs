@@ -19,7 +19,7 @@ pub(crate) mod x86;
 use std::ops::Range;
 
 use crate::formats::BlockFormat;
-use crate::input::Input;
+use crate::input::{Input, Int8, Int8Block};
 use crate::pack::PackedMatrix;
 use crate::variant::{Activation, AxisMarker, Sparsity};
 
@@ -51,6 +51,14 @@ pub struct KernelArgs<'a> {
     pub out_stride: usize,
 }
 
+impl<'a> KernelArgs<'a> {
+    /// The int8 activations that `F`'s q8 path multiplies.
+    #[inline(always)]
+    pub(crate) fn int8<F: KernelFormat>(&self) -> Int8<'a> {
+        self.input.int8(F::INT8_BLOCK)
+    }
+}
+
 /// How a format's header bytes become scales, for SIMD code that decodes
 /// headers without calling [`BlockFormat::affine`] per sub-block.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -80,6 +88,9 @@ pub enum HeaderKind {
 pub trait KernelFormat: BlockFormat {
     /// How the header decodes.
     const HEADER: HeaderKind;
+    /// The int8 activations the q8 path multiplies: per 256 values for the
+    /// K-quants (as ggml pairs them with Q8_K), per 32 for the rest.
+    const INT8_BLOCK: Int8Block;
     /// The code offset of a symmetric format (`weight = scale * (code -
     /// offset)`), which int8 kernels subtract exactly in the integer domain;
     /// `None` for formats with a min.
@@ -94,6 +105,15 @@ pub trait KernelFormat: BlockFormat {
     const SUBS_PER_UNIT: usize = Self::UNIT / 32;
     /// Whether the two 16-weight halves of a sub-block have their own scales.
     const SPLIT: bool = Self::SCALE_LEN < 32;
+}
+
+impl crate::formats::Format {
+    /// The int8 activations this format's q8 path multiplies
+    /// ([`KernelFormat::INT8_BLOCK`]; per 32 values for a native format
+    /// that has no kernels, as for every native format).
+    pub fn int8_block(self) -> Int8Block {
+        crate::with_format!(self, F => Ok::<_, crate::KernelError>(F::INT8_BLOCK)).unwrap_or(Int8Block::Of32)
+    }
 }
 
 /// `(scale, min)` of half `half` (0 or 1; ignored unless split) of sub-block
@@ -114,27 +134,29 @@ pub(crate) fn unit_affine_scaled<F: KernelFormat>(unit_header: &[u8], element: u
 }
 
 macro_rules! kernel_format {
-    ($($ty:ty => $kind:expr, $offset:expr;)*) => {
+    ($($ty:ty => $kind:expr, $offset:expr, $int8:expr;)*) => {
         $(impl KernelFormat for $ty {
             const HEADER: HeaderKind = $kind;
+            const INT8_BLOCK: Int8Block = $int8;
             const OFFSET: Option<i32> = $offset;
         })*
     };
 }
 
 kernel_format! {
-    crate::formats::Q4_0 => HeaderKind::Scale { offset: 8.0 }, Some(8);
-    crate::formats::Q5_0 => HeaderKind::Scale { offset: 16.0 }, Some(16);
-    crate::formats::Q8_0 => HeaderKind::Scale { offset: 128.0 }, Some(128);
-    crate::formats::Q4_1 => HeaderKind::ScaleMin, None;
-    crate::formats::Q5_1 => HeaderKind::ScaleMin, None;
-    crate::formats::Q4K => HeaderKind::K4, None;
-    crate::formats::Q5K => HeaderKind::K4, None;
-    crate::formats::Q6K => HeaderKind::K6, Some(32);
+    crate::formats::Q4_0 => HeaderKind::Scale { offset: 8.0 }, Some(8), Int8Block::Of32;
+    crate::formats::Q5_0 => HeaderKind::Scale { offset: 16.0 }, Some(16), Int8Block::Of32;
+    crate::formats::Q8_0 => HeaderKind::Scale { offset: 128.0 }, Some(128), Int8Block::Of32;
+    crate::formats::Q4_1 => HeaderKind::ScaleMin, None, Int8Block::Of32;
+    crate::formats::Q5_1 => HeaderKind::ScaleMin, None, Int8Block::Of32;
+    crate::formats::Q4K => HeaderKind::K4, None, Int8Block::Of256;
+    crate::formats::Q5K => HeaderKind::K4, None, Int8Block::Of256;
+    crate::formats::Q6K => HeaderKind::K6, Some(32), Int8Block::Of256;
 }
 
 impl<const BITS: u8, const GROUP: usize> KernelFormat for crate::formats::native::Native<BITS, GROUP> {
     const HEADER: HeaderKind = HeaderKind::ScaleMin;
+    const INT8_BLOCK: Int8Block = Int8Block::Of32;
     const OFFSET: Option<i32> = None;
 }
 

@@ -37,8 +37,9 @@ pub(crate) unsafe fn dense_f32<F: KernelFormat, const C: usize>(args: &KernelArg
 #[inline(always)]
 pub(crate) unsafe fn dense_q8<F: KernelFormat, const C: usize>(args: &KernelArgs<'_>) {
     dense::<F, C>(args, |header, codes, c, col0, acc| {
-        let q = &args.input.q(c)[col0..col0 + F::BLOCK_LEN];
-        let (d, qsum16) = (args.input.d(c), args.input.qsum16(c));
+        let int8 = args.int8::<F>();
+        let q = &int8.q(c)[col0..col0 + F::BLOCK_LEN];
+        let (d, qsum16) = (int8.d(c), int8.qsum16(c));
         // 16 weights share a scale in every format and an int8 scale too.
         for p in 0..F::BLOCK_LEN / 16 {
             let (scale, min) = F::affine(header, p * 16 / F::SCALE_LEN);

@@ -221,6 +221,7 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> TileRunner for 
             macc,
             _types: PhantomData,
         };
+        let input = input.int8(F::INT8_BLOCK);
         for c in 0..C {
             t.q[c] = input.q(c0 + c).as_ptr();
             t.d[c] = input.d(c0 + c).as_ptr();

@@ -41,7 +41,9 @@ pub(super) const fn groups<F: KernelFormat>() -> usize {
 }
 
 /// Floats of one unit's decoded headers: per scale group the 16 rows'
-/// scales, then, for formats with a min, per group the 16 rows' mins.
+/// scales, then, for formats with a min, per group the 16 rows' mins (a
+/// kernel may lay out its own decoding within as many floats, as the AVX2
+/// Q4_K path does).
 pub(super) const fn unit_floats<F: KernelFormat>() -> usize {
     let mins = if F::OFFSET.is_none() { 2 } else { 1 };
     groups::<F>() * INTERLEAVED_ROWS * mins
@@ -66,7 +68,7 @@ pub(super) trait InterleavedKernel {
     );
 
     /// Decodes the unit's headers at `hp` (transposed) into `out`, laid out
-    /// as [`unit_floats`] says.
+    /// as [`unit_floats`] says, for this kernel's `run_tiles`.
     ///
     /// # Safety
     /// `hp` points at the unit; the CPU has the kernel's instructions.
@@ -177,6 +179,7 @@ impl<const C: usize> Columns<C> {
     #[inline(always)]
     pub(super) fn of<F: KernelFormat>(input: &Input, c0: usize) -> Self {
         let split = F::SPLIT;
+        let input = input.int8(F::INT8_BLOCK);
         Columns {
             q: std::array::from_fn(|c| input.q(c0 + c).as_ptr()),
             d: std::array::from_fn(|c| input.d(c0 + c).as_ptr()),

@@ -13,8 +13,18 @@
 //! instructions per weight of the row-slot layout, whose lanes are codes of
 //! one row and must be reduced and scaled per slot. 6-bit codes (at most
 //! `2 * 63 * 128 = 16,128` per lane) widen after every dword.
+//!
+//! Q4_K goes further ([`k4_integer`]): with one activation scale per
+//! 256-weight unit, that `vpmaddwd` multiplies by the row's 6-bit sub-block
+//! scale instead of ones (at most `63 * 2 * 30,720`, about 3.9 M, per
+//! sub-block, 31 M per unit: no overflow in 32 bits), the mins multiply the
+//! activations' integer sums the same way, and the float work (two
+//! conversions and two multiply-adds per half of the rows) is once per unit
+//! instead of once per sub-block. Its headers decode to integers, not to
+//! sixteen floats per sub-block.
 
 use super::interleaved::{Columns, InterleavedKernel, MAX_GROUPS, UnitScales, groups, unit_floats};
+use crate::input::Int8Block;
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 use crate::pack::INTERLEAVED_ROWS;
 use crate::pack::interleaved::{sub_block_bytes, unit_bytes};
@@ -56,17 +66,52 @@ impl InterleavedKernel for Avx2 {
     }
 }
 
+/// Whether `F` takes the integer path of the K-quants with 4-bit codes
+/// (Q4_K): its 6-bit sub-block scales multiply the integer dot products
+/// (`vpmaddwd`) and its 6-bit mins the activations' integer sums, so that
+/// the float work is once per 256-weight unit, not once per sub-block. It
+/// needs one activation scale per unit ([`Int8Block::Of256`]).
+const fn k4_integer<F: KernelFormat>() -> bool {
+    matches!(F::HEADER, HeaderKind::K4) && F::CODE_BITS == 4
+}
+
+/// The decoded headers of a unit on the K4 integer path, in the floats of
+/// the unit's buffer: `d` and `-dmin` of the 16 rows (f32), then per
+/// sub-block `j` and half of the rows the scale as a pair of i16 per row
+/// (`vpmaddwd` against the pair sums of the codes), then per pair of
+/// sub-blocks `(2p, 2p + 1)` and half of the rows the two mins as i16 per
+/// row (`vpmaddwd` against the pair of the activations' integer sums).
+mod k4 {
+    use crate::pack::INTERLEAVED_ROWS;
+    /// `d` of the 16 rows.
+    pub(super) const D: usize = 0;
+    /// `-dmin` of the 16 rows.
+    pub(super) const NEG_DMIN: usize = INTERLEAVED_ROWS;
+    /// Scales of sub-block `j`, rows `8h..8h + 8`: at `SCALES + 16j + 8h`.
+    pub(super) const SCALES: usize = 2 * INTERLEAVED_ROWS;
+    /// Mins of sub-blocks `2p, 2p + 1`, rows `8h..8h + 8`: at `MINS + 16p + 8h`.
+    pub(super) const MINS: usize = SCALES + 8 * INTERLEAVED_ROWS;
+    /// Floats in all.
+    pub(super) const FLOATS: usize = MINS + 4 * INTERLEAVED_ROWS;
+}
+
 /// [`InterleavedKernel::run_tiles`] on AVX2.
 ///
 /// # Safety
 /// As [`InterleavedKernel::run_tiles`], with AVX2, FMA and F16C.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // tile, column, group and half index several arrays of registers
 unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
     args: &KernelArgs<'_>,
     tiles: [usize; N],
     c0: usize,
     decoded: Option<&[f32]>,
 ) {
+    const {
+        assert!(!k4_integer::<F>() || matches!(F::INT8_BLOCK, Int8Block::Of256), "one activation scale per unit");
+        assert!(!k4_integer::<F>() || F::SUBS_PER_UNIT == 8, "Q4_K's geometry");
+        assert!(k4::FLOATS <= unit_floats::<F>() || !k4_integer::<F>(), "the K4 headers fit the unit's floats");
+    }
     let (m, input) = (args.matrix, args.input);
     let units = m.padded_cols() / F::UNIT;
     let Columns { q, d, sums, isums } = Columns::<C>::of::<F>(input, c0);
@@ -82,7 +127,8 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
     }
     // SAFETY: each tile's bytes are `units * unit_bytes` from its start (the
     // layout's arithmetic); every activation read is within the column's
-    // `padded_cols` int8 values and per-sub-block arrays; AVX2, FMA and F16C
+    // `padded_cols` int8 values and per-sub-block arrays; the decoded
+    // headers are read within a unit's `unit_floats`; AVX2, FMA and F16C
     // are guaranteed by the caller.
     unsafe {
         let bases = tiles.map(|tile| m.data().as_ptr().add(tile * m.tile_bytes()));
@@ -101,6 +147,9 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
                     }
                 };
             }
+            // The K4 integer path: the unit's scaled integer dot products
+            // per tile, column and half of the rows.
+            let mut unit_ints = [[[_mm256_setzero_si256(); 2]; C]; N];
             for s in 0..F::SUBS_PER_UNIT {
                 let sub = u * F::SUBS_PER_UNIT + s;
                 if C == 1 {
@@ -111,44 +160,23 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
                         super::prefetch_ahead(base.wrapping_add(u * unit_bytes::<F>() + s * share), share);
                     }
                 }
-                // 16-bit sums (4-bit codes) or 32-bit sums (6-bit codes) per
-                // tile, column, scale group and half of the rows.
-                let mut sums16 = [[[[_mm256_setzero_si256(); 2]; 2]; C]; N];
-                let mut sums32 = [[[[_mm256_setzero_si256(); 2]; 2]; C]; N];
-                // The sub-block's eight dwords, alternating between the
-                // halves of the codes (0..16 and 16..32), as on AVX-512.
-                macro_rules! dword {
-                    ($k:literal) => {
-                        for n in 0..N {
-                            let cp = bases[n]
-                                .add(u * unit_bytes::<F>() + INTERLEAVED_ROWS * F::UNIT_HEADER)
-                                .add(s * sub_block_bytes(F::CODE_BITS));
-                            let g = if F::SPLIT { $k / 4 } else { 0 };
+                let cps = bases.map(|base| {
+                    base.add(u * unit_bytes::<F>() + INTERLEAVED_ROWS * F::UNIT_HEADER)
+                        .add(s * sub_block_bytes(F::CODE_BITS))
+                });
+                let dots = sub_block_dots::<F, C, N>(cps, q.map(|q| q.add(32 * sub)));
+                if k4_integer::<F>() {
+                    for n in 0..N {
+                        for c in 0..C {
                             for h in 0..2 {
-                                let w = dword_codes::<F>(cp, $k, h);
-                                for c in 0..C {
-                                    let x =
-                                        _mm256_set1_epi32(q[c].add(32 * sub + 4 * $k).cast::<i32>().read_unaligned());
-                                    let pairs = _mm256_maddubs_epi16(w, x);
-                                    if F::CODE_BITS == 4 {
-                                        sums16[n][c][g][h] = _mm256_add_epi16(sums16[n][c][g][h], pairs);
-                                    } else {
-                                        let wide = _mm256_madd_epi16(pairs, ones);
-                                        sums32[n][c][g][h] = _mm256_add_epi32(sums32[n][c][g][h], wide);
-                                    }
-                                }
+                                let sc = _mm256_loadu_si256(scales[n].add(k4::SCALES + 16 * s + 8 * h).cast());
+                                let scaled = _mm256_madd_epi16(dots[n][c][0][h], sc);
+                                unit_ints[n][c][h] = _mm256_add_epi32(unit_ints[n][c][h], scaled);
                             }
                         }
-                    };
+                    }
+                    continue;
                 }
-                dword!(0);
-                dword!(4);
-                dword!(1);
-                dword!(5);
-                dword!(2);
-                dword!(6);
-                dword!(3);
-                dword!(7);
                 for n in 0..N {
                     for c in 0..C {
                         let dx = _mm256_set1_ps(*d[c].add(sub));
@@ -160,9 +188,9 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
                             };
                             for h in 0..2 {
                                 let ints = if F::CODE_BITS == 4 {
-                                    _mm256_madd_epi16(sums16[n][c][g][h], ones)
+                                    _mm256_madd_epi16(dots[n][c][g][h], ones)
                                 } else {
-                                    sums32[n][c][g][h]
+                                    dots[n][c][g][h]
                                 };
                                 let ints = _mm256_add_epi32(ints, _mm256_set1_epi32(offset));
                                 let at = INTERLEAVED_ROWS * group + HALF_ROWS * h;
@@ -179,6 +207,30 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
                     }
                 }
             }
+            if k4_integer::<F>() {
+                // Once per unit: `dx * (d * sum_j scale_j * dot_j - dmin *
+                // sum_j min_j * isum_j)`, the mins' sum in integers too.
+                let first = u * F::SUBS_PER_UNIT;
+                for c in 0..C {
+                    let dx = _mm256_set1_ps(*d[c].add(first));
+                    let isum = |j: usize| *isums[c].add(first + j) as i16 as u16 as u32;
+                    let isum_pairs: [__m256i; 4] =
+                        std::array::from_fn(|p| _mm256_set1_epi32((isum(2 * p) | isum(2 * p + 1) << 16) as i32));
+                    for n in 0..N {
+                        for h in 0..2 {
+                            let mut min_ints = _mm256_setzero_si256();
+                            for (p, pair) in isum_pairs.iter().enumerate() {
+                                let mins = _mm256_loadu_si256(scales[n].add(k4::MINS + 16 * p + 8 * h).cast());
+                                min_ints = _mm256_add_epi32(min_ints, _mm256_madd_epi16(mins, *pair));
+                            }
+                            let d_dx = _mm256_mul_ps(_mm256_loadu_ps(scales[n].add(k4::D + 8 * h)), dx);
+                            let dmin_dx = _mm256_mul_ps(_mm256_loadu_ps(scales[n].add(k4::NEG_DMIN + 8 * h)), dx);
+                            acc[n][c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(unit_ints[n][c][h]), d_dx, acc[n][c][h]);
+                            acc[n][c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(min_ints), dmin_dx, acc[n][c][h]);
+                        }
+                    }
+                }
+            }
         }
         for (acc, &tile) in acc.iter().zip(&tiles) {
             for (c, acc) in acc.iter().enumerate() {
@@ -188,6 +240,58 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
                 super::write_rows::<INTERLEAVED_ROWS>(args, tile, c0 + c, &lanes);
             }
         }
+    }
+}
+
+/// The integer dot products of one sub-block, per tile, column, scale
+/// group (two if the format scales the halves of the codes apart) and half
+/// of the rows: for 4-bit codes 16-bit sums of code pairs (two lanes per
+/// row), for 6-bit codes 32-bit sums (one lane per row). `cps` are the
+/// tiles' sub-blocks, `q` the columns' 32 int8 activations.
+///
+/// # Safety
+/// `cps` point at sub-blocks of the layout, `q` at 32 readable int8 values; AVX2.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // tile, column and half index several arrays of registers
+unsafe fn sub_block_dots<F: KernelFormat, const C: usize, const N: usize>(
+    cps: [*const u8; N],
+    q: [*const i8; C],
+) -> [[[[__m256i; 2]; 2]; C]; N] {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        let mut sums = [[[[_mm256_setzero_si256(); 2]; 2]; C]; N];
+        // The sub-block's eight dwords, alternating between the halves of
+        // the codes (0..16 and 16..32), as on AVX-512; a macro, so that
+        // each dword's offsets and shifts are constants.
+        macro_rules! dword {
+            ($k:literal) => {
+                let g = if F::SPLIT { $k / 4 } else { 0 };
+                for n in 0..N {
+                    for h in 0..2 {
+                        let w = dword_codes::<F>(cps[n], $k, h);
+                        for c in 0..C {
+                            let x = _mm256_set1_epi32(q[c].add(4 * $k).cast::<i32>().read_unaligned());
+                            let pairs = _mm256_maddubs_epi16(w, x);
+                            sums[n][c][g][h] = if F::CODE_BITS == 4 {
+                                _mm256_add_epi16(sums[n][c][g][h], pairs)
+                            } else {
+                                _mm256_add_epi32(sums[n][c][g][h], _mm256_madd_epi16(pairs, ones))
+                            };
+                        }
+                    }
+                }
+            };
+        }
+        dword!(0);
+        dword!(4);
+        dword!(1);
+        dword!(5);
+        dword!(2);
+        dword!(6);
+        dword!(3);
+        dword!(7);
+        sums
     }
 }
 
@@ -278,7 +382,8 @@ unsafe fn store(v: [__m256; 2], out: *mut f32) {
 }
 
 /// [`InterleavedKernel::decode_headers`] on AVX2 (the same results as the
-/// AVX-512 decoding, eight rows at a time).
+/// AVX-512 decoding, eight rows at a time, except for Q4_K, whose headers
+/// decode to the integers of its integer path: [`k4`]).
 ///
 /// # Safety
 /// `hp` points at the unit; AVX2 and F16C.
@@ -293,16 +398,23 @@ unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
     // stay within `out` (`unit_floats` floats, asserted).
     unsafe {
         match F::HEADER {
+            // (Q5_K has no interleaved variants: `drive` refuses it.)
+            HeaderKind::K4 if !k4_integer::<F>() => unreachable!("interleaved K4 headers are Q4_K's"),
             HeaderKind::K4 => {
                 // d, dmin, then 12 bytes of 6-bit scales and mins (ggml's
-                // `get_scale_min_k4`, for 16 rows at once; `q[k]` is byte 4 + k).
+                // `get_scale_min_k4`, for 16 rows at once; `q[k]` is byte 4
+                // + k), laid out for the integer path (see [`k4`]).
+                assert!(out.len() >= k4::FLOATS, "room for one unit's K4 headers");
                 let d = field_f16(hp, 0);
                 let dmin = field_f16(hp, 2);
                 let neg_dmin =
                     [_mm256_sub_ps(_mm256_setzero_ps(), dmin[0]), _mm256_sub_ps(_mm256_setzero_ps(), dmin[1])];
+                store(d, base.add(k4::D));
+                store(neg_dmin, base.add(k4::NEG_DMIN));
                 let q = |k: usize| field(hp, 4 + k);
                 let (six, four, top) = (_mm_set1_epi8(63), _mm_set1_epi8(0x0F), _mm_set1_epi8(0xC0u8 as i8));
-                for j in 0..8 {
+                let mut mins = [_mm_setzero_si128(); 8];
+                for (j, mins) in mins.iter_mut().enumerate() {
                     let (sc, mn) = if j < 4 {
                         (_mm_and_si128(q(j), six), _mm_and_si128(q(j + 4), six))
                     } else {
@@ -314,8 +426,20 @@ unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
                         let mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16::<4>(q(j + 4)), four), mn_high);
                         (sc, mn)
                     };
-                    store_scaled::<false>(sc, d, scale(j));
-                    store_scaled::<false>(mn, neg_dmin, min(j));
+                    // Each row's scale twice, as the two i16 of its dword.
+                    let pairs = [_mm_unpacklo_epi8(sc, sc), _mm_unpackhi_epi8(sc, sc)];
+                    for (h, pair) in pairs.into_iter().enumerate() {
+                        _mm256_storeu_si256(base.add(k4::SCALES + 16 * j + 8 * h).cast(), _mm256_cvtepu8_epi16(pair));
+                    }
+                    *mins = mn;
+                }
+                for p in 0..4 {
+                    // Each row's mins of sub-blocks 2p and 2p + 1 as the two i16 of its dword.
+                    let (a, b) = (mins[2 * p], mins[2 * p + 1]);
+                    let pairs = [_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b)];
+                    for (h, pair) in pairs.into_iter().enumerate() {
+                        _mm256_storeu_si256(base.add(k4::MINS + 16 * p + 8 * h).cast(), _mm256_cvtepu8_epi16(pair));
+                    }
                 }
             }
             HeaderKind::K6 => {
