@@ -412,6 +412,25 @@ fn blocks(subs: usize, block: Int8Block) -> impl Iterator<Item = (usize, usize)>
 mod x86 {
     use std::arch::x86_64::*;
 
+    /// The 32 values of `xs` in two vectors, and the bits of their absolute values.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[inline(always)]
+    unsafe fn load32(xs: &[f32; 32]) -> ([__m512; 2], [__m512i; 2]) {
+        // SAFETY: the loads read the 32 floats of `xs`; the instructions are
+        // the caller's guarantee.
+        unsafe {
+            let v = [_mm512_loadu_ps(xs.as_ptr()), _mm512_loadu_ps(xs.as_ptr().add(16))];
+            let abs_mask = _mm512_set1_epi32(0x7FFF_FFFF);
+            let abs_bits = [
+                _mm512_and_si512(_mm512_castps_si512(v[0]), abs_mask),
+                _mm512_and_si512(_mm512_castps_si512(v[1]), abs_mask),
+            ];
+            (v, abs_bits)
+        }
+    }
+
     /// The bits of `max |x|` over one 32-value sub-block, NaN counted as 0,
     /// as [`super::Q8Columns::quantize_with`] finds them.
     ///
@@ -419,16 +438,11 @@ mod x86 {
     /// The CPU has AVX-512 F, BW and VL.
     #[inline(always)]
     pub(super) unsafe fn amax_bits32(xs: &[f32; 32]) -> u32 {
-        // SAFETY: the loads read the 32 floats of `xs`; the instructions are
+        // SAFETY: `load32` reads the 32 floats of `xs`; the instructions are
         // the caller's guarantee.
         unsafe {
-            let v = [_mm512_loadu_ps(xs.as_ptr()), _mm512_loadu_ps(xs.as_ptr().add(16))];
+            let (_, abs_bits) = load32(xs);
             let infinity = _mm512_set1_epi32(0x7F80_0000);
-            let abs_mask = _mm512_set1_epi32(0x7FFF_FFFF);
-            let abs_bits = [
-                _mm512_and_si512(_mm512_castps_si512(v[0]), abs_mask),
-                _mm512_and_si512(_mm512_castps_si512(v[1]), abs_mask),
-            ];
             // NaN (bits above infinity's) counted as 0.
             let not_nan = [
                 _mm512_maskz_mov_epi32(_mm512_cmple_epu32_mask(abs_bits[0], infinity), abs_bits[0]),
@@ -450,13 +464,8 @@ mod x86 {
         // 32 bytes of `q`; the instructions are the caller's guarantee.
         unsafe {
             // (No closures here: they would not inherit the target features.)
-            let v = [_mm512_loadu_ps(xs.as_ptr()), _mm512_loadu_ps(xs.as_ptr().add(16))];
+            let (v, abs_bits) = load32(xs);
             let infinity = _mm512_set1_epi32(0x7F80_0000);
-            let abs_mask = _mm512_set1_epi32(0x7FFF_FFFF);
-            let abs_bits = [
-                _mm512_and_si512(_mm512_castps_si512(v[0]), abs_mask),
-                _mm512_and_si512(_mm512_castps_si512(v[1]), abs_mask),
-            ];
             let id = _mm512_set1_ps(if d != 0.0 { 1.0 / d } else { 0.0 });
             let mut sums = [0i32; 2];
             for h in 0..2 {
