@@ -39,6 +39,9 @@ pub enum Int8Block {
 }
 
 impl Int8Block {
+    /// Every kind, in the order of [`Input`]'s sets.
+    pub const ALL: [Int8Block; 2] = [Int8Block::Of32, Int8Block::Of256];
+
     /// Values per scale.
     pub const fn values(self) -> usize {
         match self {
@@ -47,6 +50,7 @@ impl Int8Block {
         }
     }
 
+    /// Its place in [`ALL`](Self::ALL).
     fn index(self) -> usize {
         self as usize
     }
@@ -123,7 +127,7 @@ impl Input {
         }
         if q8 {
             let x = &self.x[..columns * stride];
-            for (set, block) in self.int8.iter_mut().zip([Int8Block::Of32, Int8Block::Of256]) {
+            for (set, block) in self.int8.iter_mut().zip(Int8Block::ALL) {
                 set.resize(columns, stride, subs);
                 let out = Q8Columns::of(set);
                 match threads.filter(|t| t.count() > 1 && columns > 1) {
@@ -539,7 +543,7 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             (q, bits(&d), bits(&qsum32), bits(&qsum16), isum32, isum16)
         };
-        for block in [Int8Block::Of32, Int8Block::Of256] {
+        for block in Int8Block::ALL {
             assert_eq!(run(true, block), run(false, block), "{block:?}");
         }
     }
@@ -559,9 +563,7 @@ mod tests {
                 let pool = Threads::new(threads).unwrap();
                 let mut many = Input::new();
                 many.prepare_on(&x, k, columns, true, Some(&pool)).unwrap();
-                for (block, c) in
-                    [Int8Block::Of32, Int8Block::Of256].into_iter().flat_map(|b| (0..columns).map(move |c| (b, c)))
-                {
+                for (block, c) in Int8Block::ALL.into_iter().flat_map(|b| (0..columns).map(move |c| (b, c))) {
                     let (one, many) = (one.int8(block), many.int8(block));
                     assert_eq!(one.q(c), many.q(c), "columns {columns} threads {threads} {block:?} col {c}");
                     assert_eq!(one.d(c), many.d(c));
