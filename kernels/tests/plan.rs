@@ -305,10 +305,27 @@ fn tuning_a_tiny_geometry_picks_a_registry_variant_for_every_key() {
 
     // The exhaustive sweep measures every candidate of a key.
     let one = [MatrixKey::dense(Format::Q8_0, 64, 256)];
-    let sweeps = tune::sweep(&one, &TuneOptions { threads: vec![2], ..opts }, &mut |_| {}).unwrap();
+    let two = TuneOptions { threads: vec![2], ..opts };
+    let sweeps = tune::sweep(&one, &two, &mut |_| {}).unwrap();
     let applicable = VARIANTS.iter().filter(|v| one[0].admits(v) && cpu::available(v.isa).unwrap()).count();
     let partitions = tune::partitions(64, 2).len();
     assert_eq!(sweeps[0].results.len(), applicable * partitions);
     assert!(sweeps[0].results.windows(2).all(|w| w[0].secs <= w[1].secs));
     assert!(tune::partitions(64, 2).iter().skip(1).all(|p| p.schedule == Schedule::Dynamic));
+
+    // Side by side: the named candidates, in the order given, each with the
+    // same number of samples; a name that is not a variant of the key is refused.
+    let fastest = &sweeps[0].results[0];
+    let slowest = sweeps[0].results.last().unwrap();
+    let pair = [(slowest.variant.as_str(), slowest.partition), (fastest.variant.as_str(), fastest.partition)];
+    let measured = tune::head_to_head(&one[0], 2, &pair, &two).unwrap();
+    assert_eq!(measured.len(), 2);
+    for (m, (name, partition)) in measured.iter().zip(pair) {
+        assert_eq!((m.variant.as_str(), m.partition), (name, partition));
+        assert_eq!(m.samples, tune::HEAD_TO_HEAD_SAMPLES);
+        assert!(m.secs > 0.0 && m.secs.is_finite());
+    }
+    let q4_0 = VARIANTS.iter().find(|v| v.format == Format::Q4_0).unwrap().name;
+    let err = tune::head_to_head(&one[0], 2, &[(q4_0, Partition::default())], &two).unwrap_err();
+    assert!(matches!(err, PlanError::Invalid(_)), "{err}");
 }

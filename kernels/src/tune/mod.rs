@@ -22,19 +22,31 @@
 //!   those more than [`PRUNE`] slower than the best are dropped. Survivors
 //!   at more than one thread are then tried with dynamic partitions. The
 //!   survivors are refined to [`REFINE_SAMPLES`] samples.
-//! - **Ties.** When the two fastest are within noise (the larger of
-//!   [`TIE`] and their interquartile spread), both get [`TIE_SAMPLES`] more
-//!   samples, interleaved (rebuilding their layouts if they differ).
+//! - **Ties.** When the two fastest of a layout are within noise (the
+//!   larger of [`TIE`] and their interquartile spread), both get
+//!   [`TIE_SAMPLES`] more samples, interleaved.
+//! - **Finals.** The [`FINALISTS`] fastest of all layouts (within [`PRUNE`]
+//!   of the best) and the heuristic default are measured again side by
+//!   side: their layouts built together, a warm-up batch each, then
+//!   [`FINAL_SAMPLES`] fresh samples each in interleaved rounds. The choice
+//!   is the fastest in the finals. Medians taken minutes apart on a shared
+//!   machine differ by more than the finalists do; samples taken in the
+//!   same rounds do not, and the speedup over the heuristic default is then
+//!   a paired figure too.
 //! - **Budget.** Each key gets a share of [`TuneOptions::budget`] (half
-//!   shared equally, half by weight bytes), and each of its layouts an equal
-//!   part of that; refinement and tie-breaks stop at the deadline, and a
-//!   layout reached late is screened with one sample per candidate and no
-//!   partition search. Every candidate is still measured once, so a budget
-//!   too small for the keys (or a busy machine) is exceeded rather than
-//!   producing no plan.
+//!   shared equally, half by weight bytes); its layouts share the first
+//!   [`LAYOUTS_SHARE`] of that equally, the finals the rest. Refinement,
+//!   tie-breaks and finals stop at their deadlines, and a layout reached
+//!   late is screened with one sample per candidate and no partition
+//!   search. Every candidate is still measured once, so a budget too small
+//!   for the keys (or a busy machine) is exceeded rather than producing no
+//!   plan.
 //!
 //! [`sweep`] measures every candidate with the same number of samples and no
 //! pruning: the exhaustive reference the tuner's choices are checked against.
+//! [`head_to_head`] re-measures a few named candidates side by side, as the
+//! finals do: the fair comparison of a plan's choice with a sweep's fastest
+//! (the fastest of many noisy medians is biased low, being their minimum).
 
 pub mod error;
 pub mod heuristic;
@@ -71,8 +83,17 @@ pub const REFINE_SAMPLES: usize = 7;
 pub const TIE: f64 = 0.02;
 /// Extra samples for each of two tied candidates.
 pub const TIE_SAMPLES: usize = 6;
+/// Candidates (besides the heuristic default) in the finals of each key and thread count.
+pub const FINALISTS: usize = 3;
+/// Fresh samples per finalist, in interleaved rounds.
+pub const FINAL_SAMPLES: usize = 9;
+/// Fraction of a key's time share for screening and refining its layouts;
+/// the finals get the rest.
+pub const LAYOUTS_SHARE: f64 = 0.8;
 /// Samples per candidate in [`sweep`].
 pub const SWEEP_SAMPLES: usize = 7;
+/// Samples per candidate in [`head_to_head`].
+pub const HEAD_TO_HEAD_SAMPLES: usize = 15;
 /// Rows per chunk of the dynamic partitions tried (where they make at least
 /// two chunks per thread).
 pub const DYNAMIC_ROWS: [usize; 3] = [32, 128, 512];
@@ -198,6 +219,8 @@ pub enum Stage {
     Refining,
     /// Re-measuring two candidates within noise.
     TieBreak,
+    /// Re-measuring the fastest few side by side.
+    Finals,
     /// Exhaustive measurement ([`sweep`]).
     Sweeping,
 }
@@ -211,6 +234,7 @@ impl Stage {
             Stage::Partitions => "partitions",
             Stage::Refining => "refining",
             Stage::TieBreak => "tie-break",
+            Stage::Finals => "finals",
             Stage::Sweeping => "sweeping",
         }
     }
@@ -326,6 +350,41 @@ pub fn sweep(
     Ok(out)
 }
 
+/// Re-measures `candidates` (variant names and partitions) of `key` at
+/// `threads` threads side by side, as the tuner's finals do: their layouts
+/// built together, a warm-up batch each, then [`HEAD_TO_HEAD_SAMPLES`]
+/// samples each in interleaved rounds, so that a drift of a shared machine
+/// hits all of them alike. Returns their measurements in the given order.
+///
+/// # Errors
+/// [`PlanError::Invalid`] for a name that is no registry variant of this
+/// key or whose ISA this CPU lacks; the key's own errors.
+pub fn head_to_head(
+    key: &MatrixKey,
+    threads: usize,
+    candidates: &[(&str, Partition)],
+    opts: &TuneOptions,
+) -> Result<Vec<Measured>, PlanError> {
+    let opts = TuneOptions { threads: vec![threads], ..opts.clone() };
+    let pools = pools(&opts.threads)?;
+    let mut bench = KeyBench::new(key, &opts, &pools)?;
+    let mut list = Vec::with_capacity(candidates.len());
+    for &(name, partition) in candidates {
+        let variant = bench
+            .variants
+            .iter()
+            .copied()
+            .find(|v| v.name == name)
+            .ok_or_else(|| PlanError::Invalid(format!("{name} is not a variant of {key} that this CPU can run")))?;
+        let group = bench.group_of(variant);
+        list.push(bench.cand(variant, partition, group));
+    }
+    let finalists = vec![(0..list.len()).collect::<Vec<_>>()];
+    let mut cands = vec![list];
+    bench.finals(&mut cands, &finalists, HEAD_TO_HEAD_SAMPLES)?;
+    Ok(cands[0].iter().map(|c| bench.measured(c, threads)).collect())
+}
+
 fn distinct(keys: &[MatrixKey]) -> Result<Vec<MatrixKey>, PlanError> {
     let mut out: Vec<MatrixKey> = Vec::new();
     for k in keys {
@@ -376,6 +435,8 @@ struct Cand {
     /// Index into the key's layouts.
     group: usize,
     samples: Vec<f64>,
+    /// Fresh samples from the finals, taken side by side with the other finalists.
+    finals: Vec<f64>,
     pruned: bool,
     /// The heuristic default: never pruned, so its time is comparable.
     keep: bool,
@@ -384,6 +445,12 @@ struct Cand {
 impl Cand {
     fn median(&self) -> f64 {
         quantile(&self.samples, 0.5)
+    }
+
+    /// The time it is ranked and reported by: the median of its finals if
+    /// it had any, else of its samples.
+    fn score(&self) -> f64 {
+        if self.finals.is_empty() { self.median() } else { quantile(&self.finals, 0.5) }
     }
 
     /// Interquartile range relative to the median.
@@ -577,13 +644,19 @@ impl<'a> KeyBench<'a> {
         Ok(())
     }
 
+    /// Index of `variant`'s layout in [`KeyBench::layouts`].
+    fn group_of(&self, variant: &Variant) -> usize {
+        let layout = Layout::for_variant(variant);
+        self.layouts.iter().position(|&l| l == layout).unwrap_or(0)
+    }
+
     fn variants_of(&self, gi: usize) -> Vec<&'static Variant> {
         self.variants.iter().copied().filter(|v| Layout::for_variant(v) == self.layouts[gi]).collect()
     }
 
     fn cand(&self, variant: &'static Variant, partition: Partition, group: usize) -> Cand {
         let keep = std::ptr::eq(variant, self.heuristic) && partition == Partition::default();
-        Cand { variant, partition, group, samples: Vec::new(), pruned: false, keep }
+        Cand { variant, partition, group, samples: Vec::new(), finals: Vec::new(), pruned: false, keep }
     }
 
     /// The pruned tuning of one key: candidates per thread count.
@@ -593,7 +666,7 @@ impl<'a> KeyBench<'a> {
         report: &mut dyn FnMut(&str, Option<usize>, Stage),
     ) -> Result<Vec<Vec<Cand>>, PlanError> {
         let key_start = Instant::now();
-        let span = deadline.saturating_duration_since(key_start);
+        let span = deadline.saturating_duration_since(key_start).mul_f64(LAYOUTS_SHARE);
         let nt = self.threads.len();
         let mut cands: Vec<Vec<Cand>> = vec![Vec::new(); nt];
         let mut best = vec![f64::INFINITY; nt];
@@ -655,34 +728,58 @@ impl<'a> KeyBench<'a> {
             }
             drop(group);
         }
-        // The two fastest of different layouts within noise: rebuild both
-        // layouts and re-measure them interleaved (time permitting).
-        for (ti, list) in cands.iter_mut().enumerate() {
-            let order = ranking(list);
-            if order.len() < 2 || Instant::now() >= deadline {
-                continue;
-            }
-            let (a, b) = (order[0], order[1]);
-            if !tied(&list[a], &list[b]) {
-                continue;
-            }
-            let t = self.threads[ti];
-            let (ga, gb) = (list[a].group, list[b].group);
-            if ga == gb {
-                // Already re-measured together while their layout was built.
-                continue;
-            }
-            report(&layout_name(self.layouts[ga]), Some(t), Stage::TieBreak);
-            if ga != gb {
-                let mut group_a = self.build(ga)?;
-                let mut group_b = self.build(gb)?;
-                for _ in 0..TIE_SAMPLES {
-                    self.more_samples(&mut group_a, &mut list[a], ti)?;
-                    self.more_samples(&mut group_b, &mut list[b], ti)?;
-                }
+        // Finals: the fastest few of every layout and the heuristic default,
+        // side by side (time permitting).
+        if Instant::now() < deadline {
+            // One finalist alone has nothing to be compared with.
+            let finalists: Vec<Vec<usize>> =
+                cands.iter().map(|list| finalists(list)).map(|f| if f.len() >= 2 { f } else { Vec::new() }).collect();
+            if finalists.iter().any(|f| !f.is_empty()) {
+                report("", None, Stage::Finals);
+                self.finals(&mut cands, &finalists, FINAL_SAMPLES)?;
             }
         }
         Ok(cands)
+    }
+
+    /// Measures `finalists[ti]` of `cands[ti]` for every thread count side
+    /// by side: their layouts built together, one warm-up batch each, then
+    /// `samples` fresh samples each (into [`Cand::finals`]) in interleaved
+    /// rounds.
+    fn finals(&mut self, cands: &mut [Vec<Cand>], finalists: &[Vec<usize>], samples: usize) -> Result<(), PlanError> {
+        let mut groups: Vec<(usize, Group)> = Vec::new();
+        for (list, chosen) in cands.iter().zip(finalists) {
+            for &i in chosen {
+                let gi = list[i].group;
+                if !groups.iter().any(|(g, _)| *g == gi) {
+                    groups.push((gi, self.build(gi)?));
+                }
+            }
+        }
+        for (ti, (list, chosen)) in cands.iter_mut().zip(finalists).enumerate() {
+            if chosen.is_empty() {
+                continue;
+            }
+            let mut calls = Vec::with_capacity(chosen.len());
+            for &i in chosen {
+                let c = &mut list[i];
+                let Some((_, group)) = groups.iter_mut().find(|(g, _)| *g == c.group) else { continue };
+                let probe = self.sample(group, c.variant, c.partition, ti, 1)?;
+                let n = Self::calls_for(probe);
+                self.sample(group, c.variant, c.partition, ti, n)?;
+                c.finals.clear();
+                calls.push(n);
+            }
+            for _ in 0..samples {
+                for (&i, &n) in chosen.iter().zip(&calls) {
+                    let c = &mut list[i];
+                    let Some((_, group)) = groups.iter_mut().find(|(g, _)| *g == c.group) else { continue };
+                    let s = self.sample(group, c.variant, c.partition, ti, n)?;
+                    c.finals.push(s);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Warm-up and `samples` samples of each candidate, interleaved; clear
@@ -746,7 +843,7 @@ impl<'a> KeyBench<'a> {
     }
 
     fn measured(&self, c: &Cand, threads: usize) -> Measured {
-        let secs = c.median();
+        let secs = c.score();
         let gbs = self.bytes as f64 / secs / 1e9;
         let roofline_pct =
             self.roofline.iter().find(|r| r.threads == threads && r.gbs > 0.0).map(|r| 100.0 * gbs / r.gbs);
@@ -756,7 +853,7 @@ impl<'a> KeyBench<'a> {
             secs,
             gbs,
             roofline_pct,
-            samples: c.samples.len(),
+            samples: c.samples.len() + c.finals.len(),
         }
     }
 
@@ -768,7 +865,7 @@ impl<'a> KeyBench<'a> {
         let slowest = cands
             .iter()
             .filter(|c| !c.samples.is_empty())
-            .max_by(|a, b| a.median().total_cmp(&b.median()))
+            .max_by(|a, b| a.score().total_cmp(&b.score()))
             .map(|c| self.measured(c, threads));
         let measured = cands.iter().filter(|c| !c.samples.is_empty()).count();
         Some(Entry { key: self.key, threads, choice, runners_up, heuristic, slowest, candidates: measured })
@@ -787,12 +884,31 @@ fn prune(cands: &mut [Cand], best: f64, margin: f64) {
     }
 }
 
-/// Indices of the unpruned candidates, fastest first.
+/// Indices of the unpruned candidates, fastest first: the finalists by
+/// their finals, then the others by their samples.
 fn ranking(cands: &[Cand]) -> Vec<usize> {
     let mut order: Vec<usize> =
         (0..cands.len()).filter(|&i| !cands[i].pruned && !cands[i].samples.is_empty()).collect();
-    order.sort_by(|&a, &b| cands[a].median().total_cmp(&cands[b].median()));
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&cands[a], &cands[b]);
+        a.finals.is_empty().cmp(&b.finals.is_empty()).then(a.score().total_cmp(&b.score()))
+    });
     order
+}
+
+/// The finalists of one thread count's candidates: the [`FINALISTS`]
+/// fastest within [`PRUNE`] of the fastest, and the heuristic default.
+fn finalists(cands: &[Cand]) -> Vec<usize> {
+    let order = ranking(cands);
+    let Some(&first) = order.first() else { return Vec::new() };
+    let limit = cands[first].median() * (1.0 + PRUNE);
+    let mut out: Vec<usize> = order.into_iter().take(FINALISTS).filter(|&i| cands[i].median() <= limit).collect();
+    if let Some(h) = cands.iter().position(|c| c.keep && !c.samples.is_empty())
+        && !out.contains(&h)
+    {
+        out.push(h);
+    }
+    out
 }
 
 fn tied(a: &Cand, b: &Cand) -> bool {
