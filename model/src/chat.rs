@@ -14,11 +14,18 @@
 //! templates have no use for it.
 //!
 //! Everything a render formats with `{{ ... }}` counts against a budget of
-//! [`FORMAT_BUDGET_FACTOR`] times the output cap, including what macros,
+//! [`RENDER_BUDGET_FACTOR`] times the output cap, including what macros,
 //! `call` and `set` blocks capture and never print: a macro that calls itself
 //! three times and returns its result formatted (as a list of characters,
 //! say) grows its text exponentially with the depth, in little fuel (found
-//! by fuzzing: fuzz/regressions/chat_template/).
+//! by fuzzing: fuzz/regressions/chat_template/). The values that every
+//! filter and string method takes and returns count against the same
+//! budget (a sequence or map [`ITEM_BYTES`] per item), so that a chain of
+//! filters that each turn a string into a list of its characters and back
+//! cannot do seconds of work in one expression (found by fuzzing: the same
+//! folder); the filters and methods whose result can be many times their
+//! input (`replace`, `join`, `indent`, `format`) are refused before they run
+//! when a bound of their result exceeds what is left of the budget.
 //!
 //! Values nested as deep as the fuel allows (a namespace attribute wrapped
 //! in a list once per loop iteration) are dropped and printed recursively by
@@ -26,8 +33,9 @@
 //! ([`STACK_PER_FUEL`]), so that such a value cannot overflow it (found by
 //! fuzzing: a segmentation fault on the fuzzer's 8 MiB main stack).
 //!
-//! Not bounded: `~` and `+` concatenation of values the template already
-//! holds; fuel bounds how many such operations run, not their size, so a
+//! Not bounded: operators (`~` and `+` concatenation, comparisons, `in`)
+//! on values the template already holds; fuel bounds how many such
+//! operations run, not their size, so a
 //! loop that doubles a string in a namespace can still allocate 2^n bytes in
 //! n steps, and a value that holds itself twice, n times over, makes
 //! `string` or `tojson` walk 2^n paths.
@@ -62,9 +70,14 @@ pub const RENDER_STACK_BASE: usize = 8 << 20;
 pub const DEFAULT_RECURSION_LIMIT: usize = 64;
 /// Largest rendered prompt, in bytes.
 pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
-/// Bytes a render may format with `{{ ... }}` (captured text included), as a
-/// multiple of its output cap.
-pub const FORMAT_BUDGET_FACTOR: usize = 4;
+/// Bytes a render may format with `{{ ... }}` (captured text included) and
+/// pass into and get out of filters and string methods, as a multiple of
+/// its output cap.
+pub const RENDER_BUDGET_FACTOR: usize = 4;
+/// What a sequence or map counts per item against the render budget when
+/// a filter or method takes or returns it (its items are values the render
+/// already holds, counted when they were made).
+pub const ITEM_BYTES: usize = 16;
 /// Largest size argument a filter takes (an `indent` width, a `batch`
 /// count, a `format` field width or precision).
 pub const MAX_FILTER_SIZE: usize = 4096;
@@ -74,6 +87,17 @@ pub const MAX_FILTER_SIZE: usize = 4096;
 /// a random suffix per render, so that a template cannot call it unguarded
 /// (fuzzing found templates that did: fuzz/regressions/chat_template/).
 const GUARDED_FILTERS: &[&str] = &["indent", "tojson", "batch", "slice", "format"];
+
+/// Registers minijinja's builtin filters under hidden names (`hidden(name)`)
+/// and gives their public names, for the metered wrappers. Not here: the
+/// filters that return a number, a boolean or one of their input's own
+/// items, and `pprint`, which is refused.
+macro_rules! hide_builtin_filters {
+    ($env:ident, $hidden:ident; $($name:literal => $filter:path),* $(,)?) => {{
+        $( $env.add_filter($hidden($name), $filter); )*
+        [$($name),*]
+    }};
+}
 
 /// Errors of chat template rendering.
 #[derive(Debug, Error)]
@@ -207,39 +231,86 @@ impl ChatTemplate {
     ) -> Result<String, ChatError> {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(|state, value, method, args| {
+        let nonce = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        let hidden = |name: &str| format!("__asdsl_builtin_{name}_{nonce:016x}");
+        let meter = Arc::new(Meter::new(self.max_output.saturating_mul(RENDER_BUDGET_FACTOR)));
+        let method_meter = Arc::clone(&meter);
+        env.set_unknown_method_callback(move |state, value, method, args| {
             // Python's str.format: the same width check as the format filter
             if method == "format"
                 && let Some(spec) = value.as_str()
             {
                 check_format_widths(spec)?;
             }
-            minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+            // `sep.join(items)` makes what the join filter makes of `items|join(sep)`
+            let mut inputs = Vec::with_capacity(args.len() + 1);
+            if method == "join" {
+                inputs.extend(args.first().cloned());
+                inputs.push(value.clone());
+            } else {
+                inputs.push(value.clone());
+                inputs.extend_from_slice(args);
+            }
+            method_meter.take(method, &inputs)?;
+            let made = minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)?;
+            method_meter.made(method, &made)?;
+            Ok(made)
         });
-        let nonce = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-        let hidden = |name: &str| format!("__asdsl_builtin_{name}_{nonce:016x}");
-        env.add_filter(hidden("indent"), minijinja::filters::indent);
-        env.add_filter(hidden("tojson"), minijinja::filters::tojson);
-        env.add_filter(hidden("batch"), minijinja::filters::batch);
-        env.add_filter(hidden("slice"), minijinja::filters::slice);
-        env.add_filter(hidden("format"), minijinja::filters::format);
-        for &name in GUARDED_FILTERS {
+        let metered = hide_builtin_filters!(env, hidden;
+            "safe" => minijinja::filters::safe,
+            "escape" => minijinja::filters::escape,
+            "e" => minijinja::filters::escape,
+            "lower" => minijinja::filters::lower,
+            "upper" => minijinja::filters::upper,
+            "title" => minijinja::filters::title,
+            "capitalize" => minijinja::filters::capitalize,
+            "replace" => minijinja::filters::replace,
+            "dictsort" => minijinja::filters::dictsort,
+            "items" => minijinja::filters::items,
+            "reverse" => minijinja::filters::reverse,
+            "trim" => minijinja::filters::trim,
+            "join" => minijinja::filters::join,
+            "split" => minijinja::filters::split,
+            "lines" => minijinja::filters::lines,
+            "min" => minijinja::filters::min,
+            "max" => minijinja::filters::max,
+            "sort" => minijinja::filters::sort,
+            "list" => minijinja::filters::list,
+            "string" => minijinja::filters::string,
+            "batch" => minijinja::filters::batch,
+            "slice" => minijinja::filters::slice,
+            "sum" => minijinja::filters::sum,
+            "indent" => minijinja::filters::indent,
+            "select" => minijinja::filters::select,
+            "reject" => minijinja::filters::reject,
+            "selectattr" => minijinja::filters::selectattr,
+            "rejectattr" => minijinja::filters::rejectattr,
+            "map" => minijinja::filters::map,
+            "groupby" => minijinja::filters::groupby,
+            "unique" => minijinja::filters::unique,
+            "chain" => minijinja::filters::chain,
+            "zip" => minijinja::filters::zip,
+            "format" => minijinja::filters::format,
+            "tojson" => minijinja::filters::tojson,
+            "truncate" => minijinja_contrib::filters::truncate,
+            "striptags" => minijinja_contrib::filters::striptags,
+        );
+        for name in metered {
             let builtin = hidden(name);
+            let meter = Arc::clone(&meter);
             env.add_filter(name, move |state: &State, args: Rest<Value>| -> Result<Value, minijinja::Error> {
-                check_filter_args(name, &args)?;
-                state.apply_filter(&builtin, &args)
+                if GUARDED_FILTERS.contains(&name) {
+                    check_filter_args(name, &args)?;
+                }
+                meter.take(name, &args)?;
+                let made = state.apply_filter(&builtin, &args)?;
+                meter.made(name, &made)?;
+                Ok(made)
             });
         }
-        let budget = self.max_output.saturating_mul(FORMAT_BUDGET_FACTOR);
-        let formatted = Arc::new(AtomicUsize::new(0));
+        let formatter_meter = Arc::clone(&meter);
         env.set_formatter(move |out, state, value| {
-            let size = formatted_size(value, budget);
-            if formatted.fetch_add(size, Ordering::Relaxed).saturating_add(size) > budget {
-                return Err(minijinja::Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("the template formats more than {budget} bytes (captured macro and block text included)"),
-                ));
-            }
+            formatter_meter.charge(formatted_size(value, formatter_meter.room().saturating_add(1)), "{{ ... }}")?;
             minijinja::escape_formatter(out, state, value)
         });
         env.add_filter("pprint", |_: Value| -> Result<Value, minijinja::Error> {
@@ -304,6 +375,120 @@ fn refuse_repetition(source: &str) -> Result<(), ChatError> {
         }
     }
     Ok(())
+}
+
+/// The render budget (see the module docs): the bytes that `{{ ... }}`
+/// formats and that filters and string methods take and make.
+struct Meter {
+    used: AtomicUsize,
+    budget: usize,
+}
+
+impl Meter {
+    fn new(budget: usize) -> Meter {
+        Meter { used: AtomicUsize::new(0), budget }
+    }
+
+    /// What is left of the budget.
+    fn room(&self) -> usize {
+        self.budget.saturating_sub(self.used.load(Ordering::Relaxed))
+    }
+
+    /// Counts `bytes` for `what`; past the budget, the error that ends the render.
+    fn charge(&self, bytes: usize, what: &str) -> Result<(), minijinja::Error> {
+        let bytes = bytes.min(self.budget.saturating_add(1));
+        if self.used.fetch_add(bytes, Ordering::Relaxed).saturating_add(bytes) > self.budget {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "{what}: past the render budget of {} bytes (what `{{{{ ... }}}}` formats, captured macro and \
+                     block text included, and the values that filters and string methods take and make)",
+                    self.budget
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Before filter or method `name` runs on `args` (its value first):
+    /// counts them, and refuses it if a bound of its result is larger than
+    /// what would be left.
+    fn take(&self, name: &str, args: &[Value]) -> Result<(), minijinja::Error> {
+        self.charge(args.iter().map(value_bytes).fold(0, usize::saturating_add), name)?;
+        if let Some(bound) = result_bound(name, args, self.room().saturating_add(1))
+            && bound > self.room()
+        {
+            return Err(minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!(
+                    "{name}: its result could be {bound} bytes, more than the {} left of the render budget",
+                    self.room()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts the value that `name` made.
+    fn made(&self, name: &str, value: &Value) -> Result<(), minijinja::Error> {
+        self.charge(value_bytes(value), name)
+    }
+}
+
+/// What `value` counts against the render budget: a string's or bytes'
+/// length, [`ITEM_BYTES`] per item of a sequence or map, [`ITEM_BYTES`]
+/// for anything else.
+fn value_bytes(value: &Value) -> usize {
+    if let Some(text) = value.as_str() {
+        return text.len();
+    }
+    if let Some(bytes) = value.as_bytes() {
+        return bytes.len();
+    }
+    match value.kind() {
+        ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => value.len().unwrap_or(1).saturating_mul(ITEM_BYTES),
+        _ => ITEM_BYTES,
+    }
+}
+
+/// For the filters and methods whose result can be many times their input,
+/// an upper bound of its bytes (`args`: the value first, then the
+/// arguments; the items of a join counted up to `limit`); `None` for the others.
+fn result_bound(name: &str, args: &[Value], limit: usize) -> Option<usize> {
+    let text = |i: usize| args.get(i).and_then(Value::as_str).map_or(0, str::len);
+    match name {
+        "replace" => {
+            let (len, old, new) = (text(0), text(1), text(2));
+            // an empty pattern matches between every two bytes and at both ends
+            let places = len.checked_div(old).unwrap_or(len.saturating_add(1));
+            Some(len.saturating_add(places.saturating_mul(new)))
+        }
+        "join" => {
+            let items = args.first()?.try_iter().ok()?;
+            let (mut bytes, mut count) = (0usize, 0usize);
+            for item in items {
+                count += 1;
+                let size = item.as_str().map_or_else(|| formatted_size(&item, limit.saturating_sub(bytes)), str::len);
+                bytes = bytes.saturating_add(size);
+                if bytes > limit {
+                    break;
+                }
+            }
+            Some(bytes.saturating_add(count.saturating_mul(text(1))))
+        }
+        // a string's characters as a sequence
+        "list" | "sort" | "unique" => args.first()?.as_str().map(|t| t.len().saturating_mul(ITEM_BYTES)),
+        "indent" => {
+            let lines = args.first().and_then(Value::as_str).map_or(1, |t| t.matches('\n').count() + 1);
+            Some(text(0).saturating_add(lines.saturating_mul(MAX_FILTER_SIZE + 1)))
+        }
+        "format" => {
+            let fields = args.first().and_then(Value::as_str).map_or(0, |t| t.matches(['%', '{']).count());
+            let values = args.iter().skip(1).map(|v| formatted_size(v, limit)).fold(0, usize::saturating_add);
+            Some(text(0).saturating_add(fields.saturating_mul(MAX_FILTER_SIZE)).saturating_add(values))
+        }
+        _ => None,
+    }
 }
 
 /// The size of `value` as `{{ value }}` prints it, counted up to just past
@@ -454,13 +639,54 @@ mod tests {
                       {% else %}ab{% endif %}{% endmacro %}{% set x = f(8) %}done";
         let started = std::time::Instant::now();
         let err = render(source).unwrap_err().to_string();
-        assert!(err.contains("formats more than"), "{err}");
+        assert!(err.contains("render budget"), "{err}");
         assert!(started.elapsed().as_secs() < 10, "took {:?}", started.elapsed());
         // The same macro, shallow, renders.
         assert_eq!(
             render(&source.replace("f(8)", "f(1)").replace("done", "{{ x }}")).unwrap(),
             r#"["a", "b"]["a", "b"]ab"#
         );
+    }
+
+    #[test]
+    fn what_filters_take_and_make_counts_against_the_budget() {
+        // The input fuzzing found (libFuzzer's 10 s timeout; 3.3 s in a
+        // release build): a macro that turns its recursive calls' text into
+        // sorted lists of characters and back, each level many times larger.
+        let found = include_bytes!("../../fuzz/regressions/chat_template/timeout-sorted-characters-of-macro-text");
+        let source = String::from_utf8_lossy(found.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
+        // A string through `list` and `e` five times over grows 5^k-fold in
+        // one expression, with no `{{ }}` between the steps.
+        let chain = format!("{{% set s = '{}' %}}{{{{ s{} }}}}", "abcdefgh".repeat(128), "|list|e".repeat(12));
+        // One `replace` can multiply a string by another.
+        let replace = format!("{{% set s = '{}' %}}{{{{ s|replace('', s)|replace('', s)|length }}}}", "x".repeat(4096));
+        // A join with a long separator, and the method form of both.
+        let join = format!("{{% set s = '{}' %}}{{{{ s|list|join(s)|list|join(s)|length }}}}", "y".repeat(2048));
+        let methods = format!("{{% set s = '{}' %}}{{{{ s.replace('', s).replace('', s)|length }}}}", "z".repeat(4096));
+        // A loop of filters over the same long string: each pass counts.
+        let looped = format!(
+            "{{% set s = '{}' %}}{{% for i in range(100000) %}}{{% set _ = s|upper %}}{{% endfor %}}",
+            "w".repeat(65536)
+        );
+        for (what, source) in [
+            ("found", &source),
+            ("chain", &chain),
+            ("replace", &replace),
+            ("join", &join),
+            ("methods", &methods),
+            ("loop", &looped),
+        ] {
+            let started = std::time::Instant::now();
+            let err = render(source).unwrap_err().to_string();
+            assert!(err.contains("render budget"), "{what}: {err}");
+            assert!(started.elapsed().as_secs() < 2, "{what} took {:?}", started.elapsed());
+        }
+        // What a real template does with a message passes: trimmed, split,
+        // joined, escaped and serialized.
+        let text =
+            render("{% for m in messages %}{{ m['content']|trim|split('\\n')|join(' ')|e }}{{ m|tojson }}{% endfor %}")
+                .unwrap();
+        assert_eq!(text, r#"a b{"role":"user","content":"a\nb"}"#);
     }
 
     #[test]
