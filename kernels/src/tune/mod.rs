@@ -735,7 +735,7 @@ impl<'a> KeyBench<'a> {
             let finalists: Vec<Vec<usize>> =
                 cands.iter().map(|list| finalists(list)).map(|f| if f.len() >= 2 { f } else { Vec::new() }).collect();
             if finalists.iter().any(|f| !f.is_empty()) {
-                report("", None, Stage::Finals);
+                report("all", None, Stage::Finals);
                 self.finals(&mut cands, &finalists, FINAL_SAMPLES)?;
             }
         }
