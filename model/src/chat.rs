@@ -89,9 +89,9 @@ pub const MAX_FILTER_SIZE: usize = 4096;
 const GUARDED_FILTERS: &[&str] = &["indent", "tojson", "batch", "slice", "format"];
 
 /// Registers minijinja's builtin filters under hidden names (`hidden(name)`)
-/// and gives their public names, for the metered wrappers. Not here: the
-/// filters that return a number, a boolean or one of their input's own
-/// items, and `pprint`, which is refused.
+/// and gives their public names, for the metered wrappers. Not here:
+/// `default`, `d`, `attr`, `bool`, `round` and `abs`, whose work does not
+/// grow with their input, and `pprint`, which is refused.
 macro_rules! hide_builtin_filters {
     ($env:ident, $hidden:ident; $($name:literal => $filter:path),* $(,)?) => {{
         $( $env.add_filter($hidden($name), $filter); )*
@@ -272,6 +272,12 @@ impl ChatTemplate {
             "join" => minijinja::filters::join,
             "split" => minijinja::filters::split,
             "lines" => minijinja::filters::lines,
+            "length" => minijinja::filters::length,
+            "count" => minijinja::filters::length,
+            "first" => minijinja::filters::first,
+            "last" => minijinja::filters::last,
+            "int" => minijinja::filters::int,
+            "float" => minijinja::filters::float,
             "min" => minijinja::filters::min,
             "max" => minijinja::filters::max,
             "sort" => minijinja::filters::sort,
