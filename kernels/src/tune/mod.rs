@@ -760,21 +760,21 @@ impl<'a> KeyBench<'a> {
             if chosen.is_empty() {
                 continue;
             }
-            let mut calls = Vec::with_capacity(chosen.len());
+            // (candidate, its layout's index in `groups`, calls per sample)
+            let mut runs = Vec::with_capacity(chosen.len());
             for &i in chosen {
                 let c = &mut list[i];
-                let Some((_, group)) = groups.iter_mut().find(|(g, _)| *g == c.group) else { continue };
-                let probe = self.sample(group, c.variant, c.partition, ti, 1)?;
+                let Some(g) = groups.iter().position(|(g, _)| *g == c.group) else { continue };
+                let probe = self.sample(&mut groups[g].1, c.variant, c.partition, ti, 1)?;
                 let n = Self::calls_for(probe);
-                self.sample(group, c.variant, c.partition, ti, n)?;
+                self.sample(&mut groups[g].1, c.variant, c.partition, ti, n)?;
                 c.finals.clear();
-                calls.push(n);
+                runs.push((i, g, n));
             }
             for _ in 0..samples {
-                for (&i, &n) in chosen.iter().zip(&calls) {
+                for &(i, g, n) in &runs {
                     let c = &mut list[i];
-                    let Some((_, group)) = groups.iter_mut().find(|(g, _)| *g == c.group) else { continue };
-                    let s = self.sample(group, c.variant, c.partition, ti, n)?;
+                    let s = self.sample(&mut groups[g].1, c.variant, c.partition, ti, n)?;
                     c.finals.push(s);
                 }
             }
