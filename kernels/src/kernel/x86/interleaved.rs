@@ -7,7 +7,10 @@
 //! every row against four activation bytes broadcast) accumulate into two
 //! integer vectors; one conversion and one fused multiply-add per scale group
 //! then bring them into the column's float accumulator, and one more adds the
-//! min term. A symmetric format's offset is subtracted exactly, in the
+//! min term; Q4_K ([`k4_integer`]) instead multiplies each sub-block's
+//! integer sums by the rows' 6-bit scales (`vpmulld`) and adds the mins
+//! times the activations' integer sums, so that its float work is once per
+//! 256-weight unit. A symmetric format's offset is subtracted exactly, in the
 //! integer domain: the integer accumulators start at `-offset` times the
 //! sum of the sub-block's int8 activations, the same for every row. The
 //! headers are decoded 16 rows at a time: for a prompt once per tile, into
@@ -19,7 +22,7 @@ use std::cell::Cell;
 use std::marker::PhantomData;
 
 use super::avx512::Dot512;
-use crate::input::Input;
+use crate::input::{Input, Int8Block};
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 use crate::pack::INTERLEAVED_ROWS;
 use crate::pack::interleaved::{sub_block_bytes, supports, unit_bytes};
@@ -47,6 +50,40 @@ pub(super) const fn groups<F: KernelFormat>() -> usize {
 pub(super) const fn unit_floats<F: KernelFormat>() -> usize {
     let mins = if F::OFFSET.is_none() { 2 } else { 1 };
     groups::<F>() * INTERLEAVED_ROWS * mins
+}
+
+/// Whether `F` takes the integer path of the K-quants with 4-bit codes
+/// (Q4_K): its 6-bit sub-block scales multiply the sub-blocks' integer dot
+/// products and its 6-bit mins the activations' integer sums, so that the
+/// float work is once per 256-weight unit, not once per sub-block. It needs
+/// one activation scale per unit ([`Int8Block::Of256`]).
+///
+/// A sub-block's dot product is at most `32 * 15 * 127 = 60,960` in
+/// magnitude; times a scale below 64, over eight sub-blocks, at most about
+/// 31 M: no overflow in 32 bits.
+pub(super) const fn k4_integer<F: KernelFormat>() -> bool {
+    matches!(F::HEADER, HeaderKind::K4) && F::CODE_BITS == 4
+}
+
+/// The decoded headers of a unit on the K4 integer path, in the floats of
+/// the unit's buffer: `d` and `-dmin` of the 16 rows (f32), then per
+/// sub-block `j` one 32-bit lane per row holding its scale (AVX-512: as an
+/// i32, for `vpmulld`; AVX2: as a pair of i16, for `vpmaddwd` against the
+/// pair sums of the codes, rows 0-7 then 8-15), then per pair of sub-blocks
+/// `(2p, 2p + 1)` one 32-bit lane per row holding the two mins as i16
+/// (`vpmaddwd` against the pair of the activations' integer sums).
+pub(super) mod k4 {
+    use crate::pack::INTERLEAVED_ROWS;
+    /// `d` of the 16 rows.
+    pub(in crate::kernel::x86) const D: usize = 0;
+    /// `-dmin` of the 16 rows.
+    pub(in crate::kernel::x86) const NEG_DMIN: usize = INTERLEAVED_ROWS;
+    /// Scales of sub-block `j`: at `SCALES + 16j`.
+    pub(in crate::kernel::x86) const SCALES: usize = 2 * INTERLEAVED_ROWS;
+    /// Mins of sub-blocks `2p, 2p + 1`: at `MINS + 16p`.
+    pub(in crate::kernel::x86) const MINS: usize = SCALES + 8 * INTERLEAVED_ROWS;
+    /// Floats in all.
+    pub(in crate::kernel::x86) const FLOATS: usize = MINS + 4 * INTERLEAVED_ROWS;
 }
 
 /// What one ISA supplies to [`drive`]: the tiles' arithmetic and the
@@ -200,12 +237,18 @@ pub(super) struct UnitScales(pub(super) [f32; 2 * MAX_GROUPS * INTERLEAVED_ROWS]
 /// As [`InterleavedKernel::run_tiles`], with AVX-512 (and VNNI for the VNNI
 /// dot product).
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // tile, column and pair index several arrays of registers
 unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
     args: &KernelArgs<'_>,
     tiles: [usize; N],
     c0: usize,
     decoded: Option<&[f32]>,
 ) {
+    const {
+        assert!(!k4_integer::<F>() || matches!(F::INT8_BLOCK, Int8Block::Of256), "one activation scale per unit");
+        assert!(!k4_integer::<F>() || F::SUBS_PER_UNIT == 8, "Q4_K's geometry");
+        assert!(k4::FLOATS <= unit_floats::<F>() || !k4_integer::<F>(), "the K4 headers fit the unit's floats");
+    }
     let (m, input) = (args.matrix, args.input);
     let units = m.padded_cols() / F::UNIT;
     let Columns { q, d, sums, isums } = Columns::<C>::of::<F>(input, c0);
@@ -237,6 +280,9 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
                     }
                 };
             }
+            // The K4 integer path: the unit's scaled integer dot products
+            // per tile and column.
+            let mut unit_ints = [[_mm512_setzero_si512(); C]; N];
             for s in 0..F::SUBS_PER_UNIT {
                 let sub = u * F::SUBS_PER_UNIT + s;
                 // Integer accumulators per tile and column: codes 0..16 and 16..32.
@@ -281,6 +327,16 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
                 dword!(6);
                 dword!(3);
                 dword!(7);
+                if k4_integer::<F>() {
+                    for n in 0..N {
+                        let sc = _mm512_loadu_si512(scales[n].add(k4::SCALES + INTERLEAVED_ROWS * s).cast());
+                        for c in 0..C {
+                            let dot = _mm512_add_epi32(halves[n][c][0], halves[n][c][1]);
+                            unit_ints[n][c] = _mm512_add_epi32(unit_ints[n][c], _mm512_mullo_epi32(dot, sc));
+                        }
+                    }
+                    continue;
+                }
                 for n in 0..N {
                     for c in 0..C {
                         let dx = _mm512_set1_ps(*d[c].add(sub));
@@ -300,6 +356,30 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
                                 acc[n][c] = _mm512_fmadd_ps(min, xs, acc[n][c]);
                             }
                         }
+                    }
+                }
+            }
+            if k4_integer::<F>() {
+                // Once per unit: `dx * (d * sum_j scale_j * dot_j - dmin *
+                // sum_j min_j * isum_j)`, the mins' sum in integers too
+                // (a sub-block's integer sum is at most 32 * 127 in
+                // magnitude: an i16).
+                let first = u * F::SUBS_PER_UNIT;
+                for c in 0..C {
+                    let dx = _mm512_set1_ps(*d[c].add(first));
+                    let isum = |j: usize| *isums[c].add(first + j) as i16 as u16 as u32;
+                    let isum_pairs: [__m512i; 4] =
+                        std::array::from_fn(|p| _mm512_set1_epi32((isum(2 * p) | isum(2 * p + 1) << 16) as i32));
+                    for n in 0..N {
+                        let mut min_ints = _mm512_setzero_si512();
+                        for (p, pair) in isum_pairs.iter().enumerate() {
+                            let mins = _mm512_loadu_si512(scales[n].add(k4::MINS + INTERLEAVED_ROWS * p).cast());
+                            min_ints = _mm512_add_epi32(min_ints, _mm512_madd_epi16(mins, *pair));
+                        }
+                        let d_dx = _mm512_mul_ps(_mm512_loadu_ps(scales[n].add(k4::D)), dx);
+                        let dmin_dx = _mm512_mul_ps(_mm512_loadu_ps(scales[n].add(k4::NEG_DMIN)), dx);
+                        acc[n][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(unit_ints[n][c]), d_dx, acc[n][c]);
+                        acc[n][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(min_ints), dmin_dx, acc[n][c]);
                     }
                 }
             }
@@ -371,13 +451,6 @@ unsafe fn field_f16(hp: *const u8, h: usize) -> __m512 {
     }
 }
 
-/// Unsigned bytes (one per row) times `factor`.
-#[inline(always)]
-unsafe fn scaled_u8(bytes: __m128i, factor: __m512) -> __m512 {
-    // SAFETY: AVX-512 F, guaranteed by the caller.
-    unsafe { _mm512_mul_ps(factor, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))) }
-}
-
 /// Decodes the unit's headers at `hp` (transposed) into `out`, laid out as
 /// [`unit_floats`] says.
 ///
@@ -394,14 +467,21 @@ unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
     // stay within `out` (`unit_floats` floats, asserted).
     unsafe {
         match F::HEADER {
+            // (Q5_K has no interleaved variants: `drive` refuses it.)
+            HeaderKind::K4 if !k4_integer::<F>() => unreachable!("interleaved K4 headers are Q4_K's"),
             HeaderKind::K4 => {
                 // d, dmin, then 12 bytes of 6-bit scales and mins (ggml's
-                // `get_scale_min_k4`, for 16 rows at once; `q[k]` is byte 4 + k).
+                // `get_scale_min_k4`, for 16 rows at once; `q[k]` is byte 4
+                // + k), laid out for the integer path (see [`k4`]).
+                assert!(out.len() >= k4::FLOATS, "room for one unit's K4 headers");
                 let d = field_f16(hp, 0);
                 let neg_dmin = _mm512_sub_ps(_mm512_setzero_ps(), field_f16(hp, 2));
+                _mm512_storeu_ps(base.add(k4::D), d);
+                _mm512_storeu_ps(base.add(k4::NEG_DMIN), neg_dmin);
                 let q = |k: usize| field(hp, 4 + k);
                 let (six, four, top) = (_mm_set1_epi8(63), _mm_set1_epi8(0x0F), _mm_set1_epi8(0xC0u8 as i8));
-                for j in 0..8 {
+                let mut mins = [_mm_setzero_si128(); 8];
+                for (j, mins) in mins.iter_mut().enumerate() {
                     let (sc, mn) = if j < 4 {
                         (_mm_and_si128(q(j), six), _mm_and_si128(q(j + 4), six))
                     } else {
@@ -413,8 +493,15 @@ unsafe fn decode_headers<F: KernelFormat>(hp: *const u8, out: &mut [f32]) {
                         let mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16::<4>(q(j + 4)), four), mn_high);
                         (sc, mn)
                     };
-                    _mm512_storeu_ps(scale(j), scaled_u8(sc, d));
-                    _mm512_storeu_ps(min(j), scaled_u8(mn, neg_dmin));
+                    let sc = _mm512_cvtepu8_epi32(sc);
+                    _mm512_storeu_si512(base.add(k4::SCALES + INTERLEAVED_ROWS * j).cast(), sc);
+                    *mins = mn;
+                }
+                for p in 0..4 {
+                    // Each row's mins of sub-blocks 2p and 2p + 1 as the two i16 of its dword.
+                    let (a, b) = (mins[2 * p], mins[2 * p + 1]);
+                    let pairs = _mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b));
+                    _mm512_storeu_si512(base.add(k4::MINS + INTERLEAVED_ROWS * p).cast(), _mm512_cvtepu8_epi16(pairs));
                 }
             }
             HeaderKind::K6 => {

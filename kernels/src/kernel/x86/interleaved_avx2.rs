@@ -23,7 +23,7 @@
 //! instead of once per sub-block. Its headers decode to integers, not to
 //! sixteen floats per sub-block.
 
-use super::interleaved::{Columns, InterleavedKernel, MAX_GROUPS, UnitScales, groups, unit_floats};
+use super::interleaved::{Columns, InterleavedKernel, MAX_GROUPS, UnitScales, groups, k4, k4_integer, unit_floats};
 use crate::input::Int8Block;
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 use crate::pack::INTERLEAVED_ROWS;
@@ -64,35 +64,6 @@ impl InterleavedKernel for Avx2 {
         // SAFETY: forwarded contract.
         unsafe { decode_headers::<F>(hp, out) }
     }
-}
-
-/// Whether `F` takes the integer path of the K-quants with 4-bit codes
-/// (Q4_K): its 6-bit sub-block scales multiply the integer dot products
-/// (`vpmaddwd`) and its 6-bit mins the activations' integer sums, so that
-/// the float work is once per 256-weight unit, not once per sub-block. It
-/// needs one activation scale per unit ([`Int8Block::Of256`]).
-const fn k4_integer<F: KernelFormat>() -> bool {
-    matches!(F::HEADER, HeaderKind::K4) && F::CODE_BITS == 4
-}
-
-/// The decoded headers of a unit on the K4 integer path, in the floats of
-/// the unit's buffer: `d` and `-dmin` of the 16 rows (f32), then per
-/// sub-block `j` and half of the rows the scale as a pair of i16 per row
-/// (`vpmaddwd` against the pair sums of the codes), then per pair of
-/// sub-blocks `(2p, 2p + 1)` and half of the rows the two mins as i16 per
-/// row (`vpmaddwd` against the pair of the activations' integer sums).
-mod k4 {
-    use crate::pack::INTERLEAVED_ROWS;
-    /// `d` of the 16 rows.
-    pub(super) const D: usize = 0;
-    /// `-dmin` of the 16 rows.
-    pub(super) const NEG_DMIN: usize = INTERLEAVED_ROWS;
-    /// Scales of sub-block `j`, rows `8h..8h + 8`: at `SCALES + 16j + 8h`.
-    pub(super) const SCALES: usize = 2 * INTERLEAVED_ROWS;
-    /// Mins of sub-blocks `2p, 2p + 1`, rows `8h..8h + 8`: at `MINS + 16p + 8h`.
-    pub(super) const MINS: usize = SCALES + 8 * INTERLEAVED_ROWS;
-    /// Floats in all.
-    pub(super) const FLOATS: usize = MINS + 4 * INTERLEAVED_ROWS;
 }
 
 /// [`InterleavedKernel::run_tiles`] on AVX2.
