@@ -26,12 +26,18 @@ impl fmt::Debug for Threads {
 }
 
 impl Threads {
-    /// A pool of exactly `count` threads (at least 1): the calling thread
+    /// A pool of exactly `count` threads (at least 1, at most 65,535): the calling thread
     /// and `count - 1` workers, which spin for a moment between jobs (see
     /// the `team` module) so that back-to-back GEMVs start without a wake-up.
     pub fn new(count: usize) -> Result<Threads, KernelError> {
         if count == 0 {
             return Err(KernelError::Invalid("thread count must be at least 1".into()));
+        }
+        if count > crate::team::MAX_PIECES {
+            return Err(KernelError::Invalid(format!(
+                "thread count {count} is more than {} threads",
+                crate::team::MAX_PIECES
+            )));
         }
         let team = if count > 1 {
             Some(

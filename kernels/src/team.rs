@@ -10,8 +10,9 @@
 //! assigned: the caller and the workers take pieces from one atomic counter
 //! until none is left, so a worker that is slow to wake (or descheduled
 //! because the machine is busy) costs nothing, since the caller runs its
-//! piece. The counter carries the job's epoch, so a worker that wakes late
-//! can never claim a piece of a job that has finished.
+//! piece. The counter carries the job's epoch and its number of pieces, so
+//! a worker that wakes late can never claim a piece of a job that has
+//! finished (nor, reading the next job's size, one more piece of it).
 //!
 //! One job runs at a time (callers are serialized by a lock); the job is a
 //! `Fn(piece)` closure borrowed for the duration of [`Team::run`], which
@@ -29,15 +30,21 @@ const SPIN_BEFORE_SLEEP: Duration = Duration::from_millis(2);
 /// A job: called with the piece index, `0..pieces`.
 type Job<'a> = &'a (dyn Fn(usize) + Sync);
 
+/// The most pieces a job can have (the claim word keeps 16 bits for them).
+pub(crate) const MAX_PIECES: usize = 0xFFFF;
+
 struct Shared {
-    /// `epoch << 32 | next piece`: a new epoch publishes a job, claiming a
-    /// piece increments the low half (only while the epoch is unchanged).
+    /// `epoch << 32 | pieces << 16 | next piece`: a new epoch publishes a
+    /// job and its size in one store; claiming a piece increments the low
+    /// 16 bits, only while the epoch is unchanged and pieces are left. (The
+    /// size must travel in the same word: read from anywhere else, a worker
+    /// late for a finished job could see the next job's larger size while
+    /// the old epoch is still current and claim a piece past the old end,
+    /// which then runs the next job's piece before that job is published.)
     claim: AtomicU64,
     /// The current job, with its lifetime erased: set before its epoch is
     /// published, valid until all its pieces are done (see [`Team::run`]).
     job: UnsafeCell<Option<Job<'static>>>,
-    /// Pieces of the current job.
-    pieces: AtomicUsize,
     /// Pieces of the current job finished.
     finished: AtomicUsize,
     /// Workers asleep (or about to be) on `wake`.
@@ -56,6 +63,22 @@ struct Shared {
 // synchronization.
 unsafe impl Sync for Shared {}
 
+impl Shared {
+    /// No job yet (epoch 0).
+    fn idle() -> Shared {
+        Shared {
+            claim: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            finished: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+            panicked: AtomicBool::new(false),
+        }
+    }
+}
+
 /// The calling thread plus `threads - 1` workers.
 pub(crate) struct Team {
     shared: Arc<Shared>,
@@ -68,17 +91,7 @@ impl Team {
     /// A team of `threads` (at least 2): the caller and `threads - 1`
     /// workers named `{name}-{i}`.
     pub(crate) fn new(threads: usize, name: &str) -> std::io::Result<Team> {
-        let shared = Arc::new(Shared {
-            claim: AtomicU64::new(0),
-            job: UnsafeCell::new(None),
-            pieces: AtomicUsize::new(0),
-            finished: AtomicUsize::new(0),
-            sleepers: AtomicUsize::new(0),
-            shutdown: AtomicBool::new(false),
-            lock: Mutex::new(()),
-            wake: Condvar::new(),
-            panicked: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::idle());
         let mut team = Team { shared, workers: Vec::with_capacity(threads.saturating_sub(1)), caller: Mutex::new(()) };
         for i in 1..threads {
             let mine = Arc::clone(&team.shared);
@@ -90,11 +103,13 @@ impl Team {
 
     /// Runs `job(piece)` for every piece `0..pieces`, in parallel on the
     /// team, the calling thread included; returns when all are done. A
-    /// panic in any piece is re-raised here.
+    /// panic in any piece is re-raised here. `pieces` is at most
+    /// [`MAX_PIECES`] (callers pass a thread count, checked against it).
     pub(crate) fn run(&self, pieces: usize, job: &(dyn Fn(usize) + Sync)) {
         if pieces == 0 {
             return;
         }
+        assert!(pieces <= MAX_PIECES, "a job of {pieces} pieces (at most {MAX_PIECES})");
         let _serial = self.caller.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
         // SAFETY: the lifetime is erased only while this function runs: it
@@ -104,11 +119,10 @@ impl Team {
         // SAFETY: we hold `caller`, and the previous job's pieces are all
         // finished, so no thread reads `job` now.
         unsafe { *s.job.get() = Some(erased) };
-        s.pieces.store(pieces, Ordering::Relaxed);
         s.finished.store(0, Ordering::Relaxed);
         s.panicked.store(false, Ordering::Relaxed);
         let epoch = (s.claim.load(Ordering::Relaxed) >> 32).wrapping_add(1) & 0xFFFF_FFFF;
-        s.claim.store(epoch << 32, Ordering::SeqCst);
+        s.claim.store(epoch << 32 | (pieces as u64) << 16, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.wake.notify_all();
@@ -116,7 +130,7 @@ impl Team {
         // Our pieces; a panic is held until the other threads' pieces are
         // finished (the job must outlive them).
         let mut caller_panic = None;
-        while let Some(piece) = claim(s, epoch, pieces) {
+        while let Some(piece) = claim(s, epoch) {
             if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(piece))) {
                 caller_panic.get_or_insert(payload);
             }
@@ -143,10 +157,11 @@ impl Team {
 
 /// Claims the next piece of the job of `epoch`, if that job is still the
 /// current one and has pieces left.
-fn claim(s: &Shared, epoch: u64, pieces: usize) -> Option<usize> {
+fn claim(s: &Shared, epoch: u64) -> Option<usize> {
     let mut current = s.claim.load(Ordering::Acquire);
     loop {
-        let next = (current & 0xFFFF_FFFF) as usize;
+        let next = (current & 0xFFFF) as usize;
+        let pieces = ((current >> 16) & 0xFFFF) as usize;
         if current >> 32 != epoch || next >= pieces {
             return None;
         }
@@ -190,8 +205,7 @@ fn work(s: &Shared) {
             drop(guard);
         };
         seen = epoch;
-        let pieces = s.pieces.load(Ordering::Acquire);
-        while let Some(piece) = claim(s, epoch, pieces) {
+        while let Some(piece) = claim(s, epoch) {
             // SAFETY: a piece of the current job is claimed and not
             // finished, so the caller is still in `run` and `job` holds its
             // job (written before the epoch was published).
@@ -239,6 +253,18 @@ mod tests {
                 std::thread::sleep(SPIN_BEFORE_SLEEP * 3);
             }
         }
+    }
+
+    #[test]
+    fn a_late_worker_claims_nothing_of_a_finished_job() {
+        let s = &Shared::idle();
+        // Job 7 of four pieces, all claimed; the next job (of five) is not
+        // yet published. A worker that saw epoch 7 late finds nothing left.
+        s.claim.store(7 << 32 | 4 << 16 | 4, Ordering::SeqCst);
+        assert_eq!(claim(s, 7), None);
+        s.claim.store(7 << 32 | 4 << 16 | 3, Ordering::SeqCst);
+        assert_eq!(claim(s, 7), Some(3));
+        assert_eq!(claim(s, 6), None);
     }
 
     #[test]

@@ -330,6 +330,7 @@ fn bad_calls_are_errors() {
     let zero = Partition { rows_per_chunk: 0, schedule: Schedule::Dynamic };
     assert!(gemv.run(&input, &mut out, &Threads::new(1).unwrap(), zero).is_err(), "zero rows per chunk");
     assert!(Threads::new(0).is_err(), "zero threads");
+    assert!(Threads::new(70_000).is_err(), "more threads than a job can have pieces");
     assert!(Input::new().prepare(&[1.0; 10], 3, 3, false).is_err(), "input length");
 }
 
