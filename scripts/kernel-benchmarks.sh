@@ -2,7 +2,9 @@
 # Regenerates kernels/BENCHMARKS.md: the GEMV criterion benches (weights
 # streamed from DRAM) and, in the same run, the roofline's DRAM read
 # bandwidth; the table gives each format's best variant per shape and thread
-# count as a percentage of that bandwidth.
+# count as a percentage of that bandwidth. The new run goes on top; the
+# previous runs (and their notes) are kept below it, the last one retitled
+# "Earlier run".
 #
 #   scripts/kernel-benchmarks.sh                      # every format (about an hour)
 #   ASDSL_BENCH_FORMATS=q4_0,q4_k,q8_0,q4g32 scripts/kernel-benchmarks.sh
@@ -19,6 +21,9 @@ ASDSL_BENCH_REPORT="$table" cargo bench -p asdsl-kernels --bench gemv -- --noplo
 # (before the table is written: writing it is itself a change to the tree)
 commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+previous=$(mktemp)
+trap 'rm -f "$table" "$previous"' EXIT
+[ -f "$out" ] && cp "$out" "$previous"
 {
   echo "# Kernel benchmarks"
   echo
@@ -34,5 +39,16 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "- command: \`ASDSL_BENCH_FORMATS=${ASDSL_BENCH_FORMATS:-all} ASDSL_BENCH_SHAPES=${ASDSL_BENCH_SHAPES:-default} ASDSL_BENCH_THREADS=${ASDSL_BENCH_THREADS:-1,2} scripts/kernel-benchmarks.sh\`"
   echo
   cat "$table"
+  if [ -s "$previous" ]; then
+    # The previous top run: its "- date:" line up to the first "## " heading,
+    # retitled with its date and CPU; then everything from that heading on.
+    when=$(grep -m1 '^- date: ' "$previous" | sed 's/^- date: //')
+    where=$(grep -m1 '^- CPU: ' "$previous" | sed 's/^- CPU: //')
+    echo
+    echo "## Earlier run: $where ($when)"
+    echo
+    awk '/^## /{exit} seen{print} /^- date: /{seen=1; print}' "$previous"
+    awk '/^## /{on=1} on{print}' "$previous"
+  fi
 } > "$out"
 echo "wrote $out" >&2

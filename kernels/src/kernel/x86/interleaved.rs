@@ -268,10 +268,6 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
             let mut scales = [std::ptr::null::<f32>(); N];
             for n in 0..N {
                 let p = bases[n].add(u * unit_bytes::<F>());
-                if C == 1 {
-                    // Decode streams the weights once, from DRAM: prefetch ahead.
-                    super::prefetch_ahead(p, unit_bytes::<F>());
-                }
                 scales[n] = match decoded {
                     Some(decoded) => decoded.as_ptr().add(u * floats),
                     None => {
@@ -285,6 +281,15 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
             let mut unit_ints = [[_mm512_setzero_si512(); C]; N];
             for s in 0..F::SUBS_PER_UNIT {
                 let sub = u * F::SUBS_PER_UNIT + s;
+                if C == 1 {
+                    // Decode streams the weights once, from DRAM: prefetch
+                    // ahead, a sub-block's share of the unit at a time (a
+                    // burst of a whole K-quant unit per tile was slower).
+                    let share = unit_bytes::<F>().div_ceil(F::SUBS_PER_UNIT);
+                    for base in bases {
+                        super::prefetch_ahead(base.wrapping_add(u * unit_bytes::<F>() + s * share), share);
+                    }
+                }
                 // Integer accumulators per tile and column: codes 0..16 and 16..32.
                 let mut halves = [[[_mm512_setzero_si512(); 2]; C]; N];
                 if let Some(offset) = F::OFFSET {
