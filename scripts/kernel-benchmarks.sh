@@ -30,8 +30,9 @@ trap 'rm -f "$table" "$previous"' EXIT
   echo "Weight bandwidth of the best registry variant per format, shape and thread"
   echo "count, with weights streamed from DRAM (rotating over copies that exceed four"
   echo "times the last-level cache), as a percentage of the DRAM read bandwidth that"
-  echo "\`asdsl_kernels::roofline\` measured at the end of the same run. Times are"
-  echo "criterion's median per call; GB/s = 10^9 bytes/s of packed weights."
+  echo "\`asdsl_kernels::roofline\` measured in the same run, before the benches and"
+  echo "after them (the higher of the two). Times are criterion's median per call;"
+  echo "GB/s = 10^9 bytes/s of packed weights."
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- CPU: $cpu, $(nproc) logical CPUs"

@@ -20,7 +20,10 @@
 //! - `ASDSL_BENCH_REPORT=FILE`: also write a markdown table of the best
 //!   variant per format, shape and thread count, in GB/s (10^9) and as a
 //!   percentage of the DRAM read bandwidth measured by the roofline in the
-//!   same run.
+//!   same run, before the benches and after them; the higher of the two is
+//!   the ceiling, and the report says when they differ by more than 15 %
+//!   (a shared machine whose memory traffic changed during the run). Only
+//!   the benches that ran in this run count (not those a filter skipped).
 //!
 //! Criterion's own filter works too: `cargo bench --bench gemv -- q4_0/14336x4096`.
 
@@ -35,7 +38,7 @@ use asdsl_kernels::formats::Format;
 use asdsl_kernels::input::Input;
 use asdsl_kernels::pack::{Layout, PackedMatrix, quantize_matrix};
 use asdsl_kernels::registry::VARIANTS;
-use asdsl_kernels::roofline::{self, DramOptions};
+use asdsl_kernels::roofline::{self, Bandwidth, DramOptions};
 use asdsl_kernels::run::{Gemv, Partition, Threads};
 use asdsl_kernels::variant::{Activation, Isa, Sparsity, Variant};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -89,9 +92,7 @@ fn bench(c: &mut Criterion) {
         Some(list) => list.iter().map(|s| roofline::parse_shape(s).expect("ROWSxCOLS")).collect(),
         None => SHAPES.to_vec(),
     };
-    let threads: Vec<usize> = env_list("ASDSL_BENCH_THREADS")
-        .map(|l| l.iter().map(|t| t.parse().expect("a thread count")).collect())
-        .unwrap_or(vec![1, 2]);
+    let threads = bench_threads();
     let all = std::env::var("ASDSL_BENCH_VARIANTS").as_deref() == Ok("all");
     let cached = std::env::var("ASDSL_BENCH_CACHED").as_deref() == Ok("1");
     let dram_bytes = roofline::default_dram_bytes(cpu::detect()) as usize;
@@ -125,8 +126,10 @@ fn bench(c: &mut Criterion) {
                 for (pool, &t) in pools.iter().zip(&threads) {
                     let id = BenchmarkId::new(variant.name, format!("{t}t"));
                     let mut next = 0usize;
+                    let mut ran = false;
                     group.bench_function(id, |b| {
                         b.iter_custom(|iters| {
+                            ran = true;
                             let start = Instant::now();
                             for _ in 0..iters {
                                 gemvs[next % copies].run(&input, &mut out, pool, Partition::default()).expect("run");
@@ -135,6 +138,9 @@ fn bench(c: &mut Criterion) {
                             start.elapsed()
                         })
                     });
+                    if !ran {
+                        continue; // skipped by criterion's filter
+                    }
                     RESULTS
                         .lock()
                         .expect("results")
@@ -156,19 +162,29 @@ fn median_secs(dir: &Path, group: &str, variant: &str, threads: usize) -> Option
     Some(json["median"]["point_estimate"].as_f64()? * 1e-9)
 }
 
-fn report(path: &str, dir: &Path) -> std::io::Result<()> {
-    let results = RESULTS.lock().expect("results");
-    let threads: Vec<usize> = {
-        let mut t: Vec<usize> = results.keys().map(|k| k.2).collect();
-        t.sort();
-        t.dedup();
-        t
-    };
+/// The thread counts of `ASDSL_BENCH_THREADS` (default 1 and 2).
+fn bench_threads() -> Vec<usize> {
+    env_list("ASDSL_BENCH_THREADS")
+        .map(|l| l.iter().map(|t| t.parse().expect("a thread count")).collect())
+        .unwrap_or(vec![1, 2])
+}
+
+/// The roofline's DRAM read bandwidth for each thread count.
+fn dram_bandwidths(threads: &[usize]) -> std::io::Result<BTreeMap<usize, Bandwidth>> {
     let mut dram = BTreeMap::new();
-    for &t in &threads {
+    for &t in threads {
+        eprintln!("measuring the DRAM read bandwidth with {t} thread(s)");
         let bw = roofline::dram_read_bandwidth(t, &DramOptions::default()).map_err(std::io::Error::other)?;
         dram.insert(t, bw);
     }
+    Ok(dram)
+}
+
+fn report(path: &str, dir: &Path, before: &BTreeMap<usize, Bandwidth>) -> std::io::Result<()> {
+    let results = RESULTS.lock().expect("results");
+    let after = dram_bandwidths(&before.keys().copied().collect::<Vec<_>>())?;
+    // The ceiling: the higher median of the two measurements.
+    let ceiling = |t: usize| before[&t].median_gbs.max(after[&t].median_gbs);
     let mut f = std::fs::File::create(path)?;
     writeln!(f, "| format | shape | threads | best variant | MB | GB/s | % of DRAM read |")?;
     writeln!(f, "|---|---|---|---|---|---|---|")?;
@@ -180,21 +196,37 @@ fn report(path: &str, dir: &Path) -> std::io::Result<()> {
             .min_by(|a, b| a.2.total_cmp(&b.2));
         if let Some((name, bytes, secs)) = best {
             let gbs = bytes as f64 / secs / 1e9;
-            let pct = 100.0 * gbs / dram[t].median_gbs;
+            let pct = 100.0 * gbs / ceiling(*t);
             writeln!(f, "| {format} | {shape} | {t} | `{name}` | {:.1} | {gbs:.2} | {pct:.0} % |", bytes as f64 / 1e6)?;
         }
     }
     writeln!(f)?;
-    for (t, bw) in &dram {
-        writeln!(
-            f,
-            "DRAM read bandwidth, {t} thread(s): {:.2} GB/s median ({:.2}-{:.2}), {} streams per thread, {} MiB buffer.",
-            bw.median_gbs,
-            bw.min_gbs,
-            bw.max_gbs,
-            bw.streams,
-            bw.buffer_bytes >> 20
-        )?;
+    for (when, dram) in [("before the benches", before), ("after them", &after)] {
+        for (t, bw) in dram {
+            writeln!(
+                f,
+                "DRAM read bandwidth {when}, {t} thread(s): {:.2} GB/s median ({:.2}-{:.2}), {} streams per thread, {} MiB buffer.",
+                bw.median_gbs,
+                bw.min_gbs,
+                bw.max_gbs,
+                bw.streams,
+                bw.buffer_bytes >> 20
+            )?;
+        }
+    }
+    for (t, b) in before {
+        let (low, high) = {
+            let a = after[t].median_gbs;
+            (a.min(b.median_gbs), a.max(b.median_gbs))
+        };
+        if high > 1.15 * low {
+            writeln!(
+                f,
+                "\n**The DRAM bandwidth with {t} thread(s) changed by {:.0} % during the run** (a shared machine): \
+                 its percentages are against the higher figure and may still be off.",
+                100.0 * (high / low - 1.0)
+            )?;
+        }
     }
     Ok(())
 }
@@ -204,10 +236,15 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"));
     let mut c = Criterion::default().output_directory(&dir).configure_from_args();
+    let report_path = std::env::var("ASDSL_BENCH_REPORT").ok();
+    let before = match report_path {
+        Some(_) => dram_bandwidths(&bench_threads()).expect("measure the DRAM bandwidth"),
+        None => BTreeMap::new(),
+    };
     bench(&mut c);
     c.final_summary();
-    if let Ok(path) = std::env::var("ASDSL_BENCH_REPORT") {
-        report(&path, &dir).expect("write the report");
+    if let Some(path) = report_path {
+        report(&path, &dir, &before).expect("write the report");
         eprintln!("report written to {path}");
     }
 }
