@@ -35,7 +35,7 @@ impl Threads {
         }
         if count > crate::team::MAX_PIECES {
             return Err(KernelError::Invalid(format!(
-                "thread count {count} is more than {} threads",
+                "thread count {count} is too large (at most {})",
                 crate::team::MAX_PIECES
             )));
         }
