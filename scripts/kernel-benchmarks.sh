@@ -14,15 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=kernels/BENCHMARKS.md
 table=$(mktemp)
-trap 'rm -f "$table"' EXIT
+previous=$(mktemp)
+trap 'rm -f "$table" "$previous"' EXIT
 
 ASDSL_BENCH_REPORT="$table" cargo bench -p asdsl-kernels --bench gemv -- --noplot "$@" >&2
 
 # (before the table is written: writing it is itself a change to the tree)
 commit="$(git rev-parse --short HEAD)$(git diff --quiet || echo ' (with uncommitted changes)')"
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-previous=$(mktemp)
-trap 'rm -f "$table" "$previous"' EXIT
 [ -f "$out" ] && cp "$out" "$previous"
 {
   echo "# Kernel benchmarks"
