@@ -106,3 +106,29 @@ fn bad_arguments_are_errors() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn roofline_bounds_every_matrix_of_a_model_and_the_whole_step() {
+    let dir = scratch("roofline-model");
+    let Some(model) = tiny() else { return };
+    let common = ["roofline", "--dram-only", "--threads", "1", "--reps", "1", "--streams", "1", "--json"];
+    let json = json_of(&asdsl(&dir, &[&common[..], &["--model", model.to_str().unwrap(), "--quant", "q8_0"]].concat()));
+    let ceilings = json["ceilings"].as_array().expect("ceilings");
+    assert!(!ceilings.is_empty(), "{json}");
+    let mut total = 0;
+    for c in ceilings {
+        assert_eq!(c["format"], "q8_0", "a float model quantized to --quant: {c}");
+        let (rows, cols) = (c["rows"].as_u64().unwrap(), c["cols"].as_u64().unwrap());
+        // Q8_0: 34 bytes per 32 weights.
+        assert_eq!(c["bytes_per_call"].as_u64(), Some(rows * cols / 32 * 34), "{c}");
+        let row = &c["per_threads"][0];
+        assert_eq!(row["threads"], 1, "{c}");
+        assert!(number(&row["dram"], "us_per_call") > 0.0, "{c}");
+        total += c["bytes_per_call"].as_u64().unwrap() * c["count"].as_u64().unwrap();
+    }
+    assert_eq!(json["bytes_per_token"].as_u64(), Some(total), "{json}");
+
+    let json = json_of(&asdsl(&dir, &[&common[..], &["--geometry", "llama-1b", "--quant", "q4_0"]].concat()));
+    let calls: u64 = json["ceilings"].as_array().unwrap().iter().map(|c| c["count"].as_u64().unwrap()).sum();
+    assert_eq!(calls, 22 * 7 + 1, "TinyLlama: q, k, v, o, gate, up and down per layer, and the head: {json}");
+}

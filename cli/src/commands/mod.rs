@@ -9,6 +9,7 @@ pub mod perplexity;
 pub mod plan;
 pub mod quantize;
 pub mod roofline;
+pub mod subject;
 pub mod tune;
 
 use asdsl_kernels::variant::Variant;

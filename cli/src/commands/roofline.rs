@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::human_bytes;
+use super::subject::Subject;
 
 /// The long help of `asdsl roofline`.
 pub const LONG_ABOUT: &str = "Measure this machine's memory read bandwidth and the speed ceiling it sets for \
@@ -25,10 +26,13 @@ pub const LONG_ABOUT: &str = "Measure this machine's memory read bandwidth and t
     (min(L3/2, 64 MiB) in all; half an L2 per thread) read many times per repetition. \
     Bandwidths are aggregate over all threads, GB/s = 10^9 bytes/s.\n\n\
     With --shape and --format it also prints the bytes per GEMV call and the ceiling (calls/s, \
-    microseconds per call) at each thread count's DRAM and L3 bandwidth.";
+    microseconds per call) at each thread count's DRAM and L3 bandwidth; with --model or \
+    --geometry, the same for every distinct matrix of one decode step, and the decode ceiling: \
+    tokens per second if every weight byte of a token is read once at that bandwidth.";
 
 /// Examples shown after the help of `asdsl roofline`.
 pub const AFTER_HELP: &str = "Examples:\n  asdsl roofline\n  asdsl roofline --threads 1,2 --shape 4096x4096 --shape 11008x4096 --format q4_0\n  \
+    asdsl roofline --dram-only --model model.gguf\n  asdsl roofline --dram-only --geometry llama-8b --quant q4_k\n  \
     asdsl roofline --threads 2 --size-mib 4096 --reps 11 --json";
 
 /// Arguments of `asdsl roofline`.
@@ -66,9 +70,20 @@ pub struct RooflineArgs {
     #[arg(long, value_name = "FMT", requires = "shape", value_parser = parse_format)]
     pub format: Option<Format>,
 
-    /// Not yet: the ceiling for every matrix of a GGUF model (needs the GGUF loader).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["shape", "format"])]
+    /// A model (GGUF file, Hugging Face folder or `asdsl quantize` file): the ceiling of every
+    /// distinct matrix of one decode step, as loaded (a float model quantized to --quant), and
+    /// of the whole step.
+    #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["shape", "format", "geometry"])]
     pub model: Option<PathBuf>,
+
+    /// A named geometry (smollm2-135m, llama-1b, phi4-mini, llama-8b) in --quant: as --model.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["shape", "format"])]
+    pub geometry: Option<String>,
+
+    /// Weight format of --geometry, and of a float --model's matrices: q4_0, q4_1, q5_0, q5_1,
+    /// q8_0, q4_k, q5_k, q6_k or native q{2,3,4,8}g{16,32,64,128}.
+    #[arg(long, value_name = "FMT", default_value = "q4_0", value_parser = parse_format)]
+    pub quant: Format,
 
     /// Print the report as JSON (the progress bar still goes to stderr).
     #[arg(long)]
@@ -123,16 +138,15 @@ pub(crate) fn parse_format(s: &str) -> Result<Format, String> {
     s.parse::<Format>().map_err(|e| e.to_string())
 }
 
-/// What the ceiling is computed for. `Model` will list a GGUF model's
-/// matrices once the loader exists.
+/// What the ceiling is computed for.
 #[derive(Debug)]
 enum Workload {
     /// Bandwidth only.
     None,
     /// Named shapes in one format.
     Shapes { format: Format, shapes: Vec<(usize, usize)> },
-    /// Every matrix of a model file (not yet).
-    Model(PathBuf),
+    /// The matrices of one decode step of a model file or named geometry.
+    Decode { model: Option<PathBuf>, geometry: Option<String>, quant: Format },
 }
 
 /// One matrix whose GEMV ceiling is printed.
@@ -149,10 +163,14 @@ struct Matrix {
 
 impl Workload {
     fn from_args(args: &RooflineArgs) -> Self {
-        match (&args.model, args.format) {
-            (Some(path), _) => Workload::Model(path.clone()),
-            (None, Some(format)) if !args.shape.is_empty() => Workload::Shapes { format, shapes: args.shape.clone() },
-            _ => Workload::None,
+        match (&args.model, &args.geometry, args.format) {
+            (None, None, Some(format)) if !args.shape.is_empty() => {
+                Workload::Shapes { format, shapes: args.shape.clone() }
+            }
+            (None, None, _) => Workload::None,
+            (model, geometry, _) => {
+                Workload::Decode { model: model.clone(), geometry: geometry.clone(), quant: args.quant }
+            }
         }
     }
 
@@ -166,11 +184,26 @@ impl Workload {
                     Ok(Matrix { label: format!("{rows}x{cols} {format}"), format: *format, rows, cols, count: 1 })
                 })
                 .collect(),
-            Workload::Model(path) => bail!(
-                "--model {} is not supported yet (it needs the GGUF loader); use --shape and --format",
-                path.display()
-            ),
+            Workload::Decode { model, geometry, quant } => {
+                let subject = Subject::of(model.as_deref(), geometry.as_deref(), *quant)?;
+                Ok(subject
+                    .uses
+                    .iter()
+                    .map(|u| Matrix {
+                        label: format!("{} {}x{} {}", u.names, u.key.rows, u.key.cols, u.key.format),
+                        format: u.key.format,
+                        rows: u.key.rows,
+                        cols: u.key.cols,
+                        count: u.count,
+                    })
+                    .collect())
+            }
         }
+    }
+
+    /// Whether the matrices are one decode step (their sum is a token).
+    fn is_decode(&self) -> bool {
+        matches!(self, Workload::Decode { .. })
     }
 }
 
@@ -199,11 +232,15 @@ struct Output<'a> {
     #[serde(flatten)]
     report: &'a RooflineReport,
     ceilings: Vec<MatrixCeilings>,
+    /// With --model or --geometry: the weight bytes of one decode step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_per_token: Option<u64>,
 }
 
 /// Runs `asdsl roofline`.
 pub fn run(args: &RooflineArgs) -> Result<()> {
-    let matrices = Workload::from_args(args).matrices()?;
+    let workload = Workload::from_args(args);
+    let matrices = workload.matrices()?;
     if let Some(s) = args.streams.iter().find(|s| !STREAM_COUNTS.contains(s)) {
         bail!("--streams {s}: each stream count must be one of {STREAM_COUNTS:?}");
     }
@@ -270,11 +307,13 @@ pub fn run(args: &RooflineArgs) -> Result<()> {
 
     let ceilings = matrices.iter().map(|m| ceilings_of(m, &report)).collect::<Result<Vec<_>>>()?;
     if args.json {
-        let out = Output { report: &report, ceilings };
+        let bytes_per_token =
+            workload.is_decode().then(|| ceilings.iter().map(|c| c.bytes_per_call * c.matrix.count as u64).sum());
+        let out = Output { report: &report, ceilings, bytes_per_token };
         println!("{}", serde_json::to_string_pretty(&out).context("serializing the report")?);
     } else {
         print_bandwidth(&report);
-        print_ceilings(&ceilings, &report);
+        print_ceilings(&ceilings, &report, workload.is_decode());
     }
     Ok(())
 }
@@ -346,7 +385,7 @@ fn print_bandwidth(report: &RooflineReport) {
     }
 }
 
-fn print_ceilings(ceilings: &[MatrixCeilings], report: &RooflineReport) {
+fn print_ceilings(ceilings: &[MatrixCeilings], report: &RooflineReport, decode: bool) {
     if ceilings.is_empty() {
         return;
     }
@@ -354,7 +393,14 @@ fn print_ceilings(ceilings: &[MatrixCeilings], report: &RooflineReport) {
     println!("GEMV ceilings (weight bytes / bandwidth; activations are cache-resident and not counted):");
     for c in ceilings {
         println!();
-        println!("{}: {} bytes per call ({})", c.matrix.label, c.bytes_per_call, human_bytes(c.bytes_per_call));
+        let per_token =
+            if c.matrix.count > 1 { format!(", {} calls per token", c.matrix.count) } else { String::new() };
+        println!(
+            "{}: {} bytes per call ({}){per_token}",
+            c.matrix.label,
+            c.bytes_per_call,
+            human_bytes(c.bytes_per_call)
+        );
         println!("threads | DRAM calls/s | DRAM us/call | L3 calls/s | L3 us/call");
         for row in &c.per_threads {
             let (l3_calls, l3_us) = row.l3.as_ref().map_or(("-".to_string(), "-".to_string()), |l3| {
@@ -366,14 +412,27 @@ fn print_ceilings(ceilings: &[MatrixCeilings], report: &RooflineReport) {
             );
         }
     }
-    if ceilings.len() > 1 {
-        let total: u64 = ceilings.iter().map(|c| c.bytes_per_call * c.matrix.count as u64).sum();
+    let total: u64 = ceilings.iter().map(|c| c.bytes_per_call * c.matrix.count as u64).sum();
+    if decode {
+        let calls: usize = ceilings.iter().map(|c| c.matrix.count).sum();
+        println!();
+        println!("one decode step: {calls} GEMV calls, {total} weight bytes ({})", human_bytes(total));
+        for row in &report.rows {
+            let bw = row.dram.median_gbs;
+            println!(
+                "{:>7} thread(s): at most {:.1} tokens/s ({:.2} ms per token) at DRAM bandwidth",
+                row.threads,
+                roofline::ceiling(total, bw),
+                roofline::us_per_call(total, bw) / 1e3
+            );
+        }
+    } else if ceilings.len() > 1 {
         println!();
         println!("all {} matrices once: {} bytes ({})", ceilings.len(), total, human_bytes(total));
         for row in &report.rows {
             let bw = row.dram.median_gbs;
             println!(
-                "{:>7} threads: {:.1} passes/s, {:.2} us per pass at DRAM bandwidth",
+                "{:>7} thread(s): {:.1} passes/s, {:.2} us per pass at DRAM bandwidth",
                 row.threads,
                 roofline::ceiling(total, bw),
                 roofline::us_per_call(total, bw)
@@ -408,7 +467,22 @@ mod tests {
         assert_eq!(m[1].label, "11008x4096 q4_0");
         let bad = Workload::Shapes { format: Format::Q4K, shapes: vec![(10, 100)] };
         assert!(bad.matrices().is_err());
-        assert!(Workload::Model(PathBuf::from("x.gguf")).matrices().is_err());
+        let missing =
+            Workload::Decode { model: Some(PathBuf::from("no-such.gguf")), geometry: None, quant: Format::Q4_0 };
+        assert!(missing.matrices().is_err());
+        let unknown = Workload::Decode { model: None, geometry: Some("gpt-9".into()), quant: Format::Q4_0 };
+        assert!(format!("{:#}", unknown.matrices().unwrap_err()).contains("unknown geometry"));
         assert!(Workload::None.matrices().unwrap().is_empty());
+    }
+
+    #[test]
+    fn workload_from_a_geometry() {
+        let w = Workload::Decode { model: None, geometry: Some("phi4-mini".into()), quant: Format::Q4_0 };
+        let m = w.matrices().unwrap();
+        let calls: usize = m.iter().map(|m| m.count).sum();
+        assert_eq!(calls, 32 * 4 + 1, "qkv, o, gate_up and down per layer, and the output head");
+        let qkv = m.iter().find(|m| m.label.starts_with("qkv ")).unwrap();
+        assert_eq!((qkv.rows, qkv.cols, qkv.count), (5120, 3072, 32));
+        assert!(w.is_decode());
     }
 }

@@ -12,12 +12,12 @@ use asdsl_kernels::roofline::{self, DramOptions};
 use asdsl_kernels::run::{Partition, Schedule};
 use asdsl_kernels::tune::plan::{self, Plan};
 use asdsl_kernels::tune::{self, Measured, RooflinePoint, SweepResult, TuneOptions, TuneProgress};
-use asdsl_model::geometry::{self, KeyUse};
-use asdsl_model::{LoadOptions, Model, QuantSpec};
+use asdsl_model::geometry::KeyUse;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::roofline::{ThreadList, parse_format, parse_threads};
+use super::subject::Subject;
 
 /// The long help of `asdsl tune`.
 pub const LONG_ABOUT: &str = "Measure every kernel variant that can compute each distinct matrix of a model \
@@ -96,7 +96,7 @@ pub struct TuneArgs {
 /// Runs `asdsl tune`.
 pub fn run(args: &TuneArgs) -> Result<()> {
     crate::interrupt::exit_on_ctrl_c("interrupted: a plan is written only when tuning finishes")?;
-    let subject = Subject::of(args)?;
+    let subject = Subject::of(args.model.as_deref(), args.geometry.as_deref(), args.quant)?;
     let uses = &subject.uses;
     if !(args.budget.is_finite() && args.budget > 0.0) {
         bail!("--budget must be a positive number of seconds");
@@ -170,72 +170,6 @@ pub fn run(args: &TuneArgs) -> Result<()> {
         verify(args, &plan, &subject, &opts, wall)?;
     }
     Ok(())
-}
-
-/// What is tuned: the GEMV keys of a named geometry in one format, or of a
-/// model's matrices as loaded.
-struct Subject {
-    /// `phi4-mini` or the model's file name.
-    title: String,
-    /// One line for people.
-    description: String,
-    /// The formats (`q4_0`, or a model's formats).
-    formats: String,
-    /// The distinct keys with their calls per token.
-    uses: Vec<KeyUse>,
-}
-
-impl Subject {
-    fn of(args: &TuneArgs) -> Result<Subject> {
-        if let Some(path) = &args.model {
-            let options = LoadOptions { quant: QuantSpec::Uniform(args.quant), threads: 1, ..LoadOptions::default() };
-            let model = Model::load(path, &options).with_context(|| format!("loading {}", path.display()))?;
-            let uses = model.decode_keys();
-            if uses.is_empty() {
-                bail!("{} has no quantized matrices to tune (f32 weights run no kernel variant)", path.display());
-            }
-            let formats: Vec<String> = model.info.formats.iter().map(|(f, n)| format!("{n} {f}")).collect();
-            let c = &model.config;
-            return Ok(Subject {
-                title: path
-                    .file_name()
-                    .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
-                description: format!(
-                    "{} ({:?}): hidden {}, {} layers, {}/{} heads of {}, FFN {}, vocab {}",
-                    path.display(),
-                    c.arch,
-                    c.hidden_size,
-                    c.num_layers,
-                    c.num_heads,
-                    c.num_kv_heads,
-                    c.head_dim,
-                    c.intermediate_size,
-                    c.vocab_size
-                ),
-                formats: formats.join(", "),
-                uses,
-            });
-        }
-        let name = args.geometry.as_deref().unwrap_or_default();
-        let g = geometry::geometry(name)
-            .with_context(|| format!("unknown geometry `{name}` (known: {})", geometry::names()))?;
-        let uses = g.matrix_keys(args.quant).with_context(|| format!("{} in {}", g.name, args.quant))?;
-        Ok(Subject { title: g.name.to_string(), description: g.to_string(), formats: args.quant.to_string(), uses })
-    }
-
-    /// Matrices one token multiplies.
-    fn matrices(&self) -> usize {
-        self.uses.iter().map(|u| u.count).sum()
-    }
-
-    /// Weight bytes one token reads.
-    fn bytes_per_token(&self) -> Result<u64> {
-        let mut total = 0;
-        for u in &self.uses {
-            total += u.key.weight_bytes()? * u.count as u64;
-        }
-        Ok(total)
-    }
 }
 
 /// A brief DRAM read bandwidth measurement at each thread count.
