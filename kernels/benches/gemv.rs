@@ -19,11 +19,16 @@
 //!   stay cache-resident (the kernels' compute speed, for diagnosis);
 //! - `ASDSL_BENCH_REPORT=FILE`: also write a markdown table of the best
 //!   variant per format, shape and thread count, in GB/s (10^9) and as a
-//!   percentage of the DRAM read bandwidth measured by the roofline in the
-//!   same run, before the benches and after them; the higher of the two is
-//!   the ceiling, and the report says when they differ by more than 15 %
-//!   (a shared machine whose memory traffic changed during the run). Only
-//!   the benches that ran in this run count (not those a filter skipped).
+//!   percentage of the DRAM read bandwidth of the same minutes: the
+//!   roofline's full measurement is made once per thread count at the
+//!   start, and its best read pattern repeated (a [`DramProbe`], about 0.2 s)
+//!   right before and right after every benchmark; the higher of those two
+//!   is that benchmark's ceiling, and the best variant is the one closest to
+//!   its ceiling. (The DRAM bandwidth of a shared machine can move by half
+//!   from one minute to the next: against one figure for the whole run,
+//!   2-thread rows were unreadable.) Rows where the two probes differ by
+//!   more than 15 % are marked. Only the benches that ran in this run count
+//!   (not those a filter skipped).
 //!
 //! Criterion's own filter works too: `cargo bench --bench gemv -- q4_0/14336x4096`.
 
@@ -38,7 +43,7 @@ use asdsl_kernels::formats::Format;
 use asdsl_kernels::input::Input;
 use asdsl_kernels::pack::{Layout, PackedMatrix, quantize_matrix};
 use asdsl_kernels::registry::VARIANTS;
-use asdsl_kernels::roofline::{self, Bandwidth, DramOptions};
+use asdsl_kernels::roofline::{self, DramOptions, DramProbe};
 use asdsl_kernels::run::{Gemv, Partition, Threads};
 use asdsl_kernels::variant::{Activation, Isa, Sparsity, Variant};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -46,8 +51,24 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 const SHAPES: [(usize, usize); 6] =
     [(4096, 4096), (14336, 4096), (4096, 14336), (3072, 8192), (16384, 3072), (576, 1536)];
 
-/// Every benchmark run, by (format, shape, threads): (variant, weight bytes).
-type Results = BTreeMap<(String, String, usize), Vec<(String, usize)>>;
+/// One benchmark that ran.
+struct Run {
+    variant: String,
+    /// Packed weight bytes per call.
+    bytes: usize,
+    /// The DRAM probe's GB/s right before and right after the benchmark.
+    dram: Option<(f64, f64)>,
+}
+
+/// Every benchmark run, by (format, shape, threads).
+type Results = BTreeMap<(String, String, usize), Vec<Run>>;
+
+/// The probes' repetitions per measurement (one read of the whole DRAM
+/// buffer each; the median counts).
+const PROBE_REPS: usize = 5;
+
+/// Two probe measurements further apart than this mark the row.
+const PROBE_SPREAD: f64 = 1.15;
 
 static RESULTS: Mutex<Results> = Mutex::new(BTreeMap::new());
 
@@ -83,7 +104,9 @@ fn weights(rows: usize, cols: usize) -> Vec<f32> {
         .collect()
 }
 
-fn bench(c: &mut Criterion) {
+/// Runs the benches; with `probes` (by thread count), measures the DRAM
+/// bandwidth right before and after each.
+fn bench(c: &mut Criterion, probes: &BTreeMap<usize, DramProbe>) {
     let formats: Vec<Format> = match env_list("ASDSL_BENCH_FORMATS") {
         Some(names) => names.iter().map(|n| n.parse().expect("a format name")).collect(),
         None => Format::all(),
@@ -127,6 +150,8 @@ fn bench(c: &mut Criterion) {
                     let id = BenchmarkId::new(variant.name, format!("{t}t"));
                     let mut next = 0usize;
                     let mut ran = false;
+                    let probe = probes.get(&t);
+                    let before = probe.map(|p| p.measure(PROBE_REPS));
                     group.bench_function(id, |b| {
                         b.iter_custom(|iters| {
                             ran = true;
@@ -141,12 +166,13 @@ fn bench(c: &mut Criterion) {
                     if !ran {
                         continue; // skipped by criterion's filter
                     }
+                    let dram = before.zip(probe.map(|p| p.measure(PROBE_REPS)));
                     RESULTS
                         .lock()
                         .expect("results")
                         .entry((format.to_string(), shape.clone(), t))
                         .or_default()
-                        .push((variant.name.to_string(), bytes));
+                        .push(Run { variant: variant.name.to_string(), bytes, dram });
                 }
             }
             group.finish();
@@ -169,64 +195,84 @@ fn bench_threads() -> Vec<usize> {
         .unwrap_or(vec![1, 2])
 }
 
-/// The roofline's DRAM read bandwidth for each thread count.
-fn dram_bandwidths(threads: &[usize]) -> std::io::Result<BTreeMap<usize, Bandwidth>> {
-    let mut dram = BTreeMap::new();
+/// A DRAM probe per thread count (each makes the roofline's full measurement).
+fn dram_probes(threads: &[usize]) -> Result<BTreeMap<usize, DramProbe>, asdsl_kernels::KernelError> {
+    let mut probes = BTreeMap::new();
     for &t in threads {
         eprintln!("measuring the DRAM read bandwidth with {t} thread(s)");
-        let bw = roofline::dram_read_bandwidth(t, &DramOptions::default()).map_err(std::io::Error::other)?;
-        dram.insert(t, bw);
+        probes.insert(t, DramProbe::dram(t, &DramOptions::default())?);
     }
-    Ok(dram)
+    Ok(probes)
 }
 
-fn report(path: &str, dir: &Path, before: &BTreeMap<usize, Bandwidth>) -> std::io::Result<()> {
+fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::io::Result<()> {
     let results = RESULTS.lock().expect("results");
-    let after = dram_bandwidths(&before.keys().copied().collect::<Vec<_>>())?;
-    // The ceiling: the higher median of the two measurements.
-    let ceiling = |t: usize| before[&t].median_gbs.max(after[&t].median_gbs);
     let mut f = std::fs::File::create(path)?;
-    writeln!(f, "| format | shape | threads | best variant | MB | GB/s | % of DRAM read |")?;
-    writeln!(f, "|---|---|---|---|---|---|---|")?;
+    writeln!(f, "| format | shape | threads | best variant | MB | GB/s | DRAM GB/s, same minutes | % of DRAM read |")?;
+    writeln!(f, "|---|---|---|---|---|---|---|---|")?;
+    let mut marked = false;
     for ((format, shape, t), runs) in results.iter() {
         let group = format!("{format}/{shape}");
+        // (run, GB/s, ceiling, percentage), the best: closest to its own ceiling.
         let best = runs
             .iter()
-            .filter_map(|(name, bytes)| Some((name, *bytes, median_secs(dir, &group, name, *t)?)))
-            .min_by(|a, b| a.2.total_cmp(&b.2));
-        if let Some((name, bytes, secs)) = best {
-            let gbs = bytes as f64 / secs / 1e9;
-            let pct = 100.0 * gbs / ceiling(*t);
-            writeln!(f, "| {format} | {shape} | {t} | `{name}` | {:.1} | {gbs:.2} | {pct:.0} % |", bytes as f64 / 1e6)?;
+            .filter_map(|run| {
+                let gbs = run.bytes as f64 / median_secs(dir, &group, &run.variant, *t)? / 1e9;
+                let (before, after) = run.dram?;
+                let ceiling = before.max(after);
+                Some((run, gbs, ceiling, 100.0 * gbs / ceiling))
+            })
+            .max_by(|a, b| a.3.total_cmp(&b.3));
+        if let Some((run, gbs, ceiling, pct)) = best {
+            let (before, after) = run.dram.unwrap_or_default();
+            let moved = before.max(after) > PROBE_SPREAD * before.min(after);
+            marked |= moved;
+            writeln!(
+                f,
+                "| {format} | {shape} | {t} | `{}` | {:.1} | {gbs:.2} | {ceiling:.2}{} | {pct:.0} % |",
+                run.variant,
+                run.bytes as f64 / 1e6,
+                if moved { " *" } else { "" }
+            )?;
         }
     }
     writeln!(f)?;
-    for (when, dram) in [("before the benches", before), ("after them", &after)] {
-        for (t, bw) in dram {
+    for (t, probe) in probes {
+        let bw = probe.full();
+        writeln!(
+            f,
+            "DRAM read bandwidth at the start, {t} thread(s): {:.2} GB/s median ({:.2}-{:.2}), {} streams per thread{}, {} MiB buffer.",
+            bw.median_gbs,
+            bw.min_gbs,
+            bw.max_gbs,
+            bw.streams,
+            if bw.prefetch { " with software prefetch" } else { "" },
+            bw.buffer_bytes >> 20
+        )?;
+        let probed: Vec<f64> = results
+            .iter()
+            .filter(|(k, _)| k.2 == *t)
+            .flat_map(|(_, runs)| runs)
+            .filter_map(|r| r.dram)
+            .flat_map(|(a, b)| [a, b])
+            .collect();
+        if let (Some(low), Some(high)) =
+            (probed.iter().copied().reduce(f64::min), probed.iter().copied().reduce(f64::max))
+        {
             writeln!(
                 f,
-                "DRAM read bandwidth {when}, {t} thread(s): {:.2} GB/s median ({:.2}-{:.2}), {} streams per thread, {} MiB buffer.",
-                bw.median_gbs,
-                bw.min_gbs,
-                bw.max_gbs,
-                bw.streams,
-                bw.buffer_bytes >> 20
+                "Probed around the benches, {t} thread(s): {low:.2}-{high:.2} GB/s ({} measurements of {PROBE_REPS} reads).",
+                probed.len()
             )?;
         }
     }
-    for (t, b) in before {
-        let (low, high) = {
-            let a = after[t].median_gbs;
-            (a.min(b.median_gbs), a.max(b.median_gbs))
-        };
-        if high > 1.15 * low {
-            writeln!(
-                f,
-                "\n**The DRAM bandwidth with {t} thread(s) changed by {:.0} % during the run** (a shared machine): \
-                 its percentages are against the higher figure and may still be off.",
-                100.0 * (high / low - 1.0)
-            )?;
-        }
+    if marked {
+        writeln!(
+            f,
+            "\n`*`: the probes right before and right after that benchmark differ by more than {:.0} % \
+             (the machine's memory traffic changed during it); its percentage is against the higher.",
+            100.0 * (PROBE_SPREAD - 1.0)
+        )?;
     }
     Ok(())
 }
@@ -237,14 +283,14 @@ fn main() {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"));
     let mut c = Criterion::default().output_directory(&dir).configure_from_args();
     let report_path = std::env::var("ASDSL_BENCH_REPORT").ok();
-    let before = match report_path {
-        Some(_) => dram_bandwidths(&bench_threads()).expect("measure the DRAM bandwidth"),
+    let probes = match report_path {
+        Some(_) => dram_probes(&bench_threads()).expect("measure the DRAM bandwidth"),
         None => BTreeMap::new(),
     };
-    bench(&mut c);
+    bench(&mut c, &probes);
     c.final_summary();
     if let Some(path) = report_path {
-        report(&path, &dir, &before).expect("write the report");
+        report(&path, &dir, &probes).expect("write the report");
         eprintln!("report written to {path}");
     }
 }

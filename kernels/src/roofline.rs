@@ -279,10 +279,17 @@ pub fn read_bandwidth_with(
     opts: &ReadOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Bandwidth, KernelError> {
-    if threads == 0 {
-        return Err(KernelError::Invalid("thread count must be at least 1".into()));
-    }
-    if opts.reps == 0 || opts.passes == 0 {
+    measure_with_reader(threads, opts, progress).map(|(bandwidth, _)| bandwidth)
+}
+
+/// The measurement behind [`read_bandwidth_with`], which also returns its
+/// reader (for [`DramProbe`]).
+fn measure_with_reader(
+    threads: usize,
+    opts: &ReadOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Bandwidth, Reader), KernelError> {
+    if opts.reps == 0 {
         return Err(KernelError::Invalid("repetitions and passes must be at least 1".into()));
     }
     if opts.streams.is_empty() {
@@ -291,44 +298,24 @@ pub fn read_bandwidth_with(
     if let Some(s) = opts.streams.iter().find(|s| !STREAM_COUNTS.contains(s)) {
         return Err(KernelError::Invalid(format!("{s} streams per thread: must be one of {STREAM_COUNTS:?}")));
     }
-    let kernel = ReadKernel::select(opts.isa)?;
-    let per_thread = usize::try_from(opts.buffer_bytes / threads as u64)
-        .map_err(|_| KernelError::Invalid(format!("buffer of {} bytes is too large", opts.buffer_bytes)))?;
-    let grain = if per_thread >= 8 * HUGE_PAGE { HUGE_PAGE } else { GRAIN };
-    let chunk = per_thread / grain * grain;
-    if chunk == 0 {
-        return Err(KernelError::Invalid(format!(
-            "buffer of {} bytes is too small for {threads} threads (at least {GRAIN} bytes per thread)",
-            opts.buffer_bytes
-        )));
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("asdsl-roofline-{i}"))
-        .build()
-        .map_err(|e| KernelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
-
     // Every stream count, with and without software prefetch (SIMD kernels);
     // the best is the ceiling: a read that any access pattern can reach.
+    let kernel = ReadKernel::select(opts.isa)?;
     let prefetch_modes: &[bool] = if kernel == ReadKernel::Scalar { &[false] } else { &[false, true] };
     let configs: Vec<(usize, bool)> =
         opts.streams.iter().flat_map(|&s| prefetch_modes.iter().map(move |&p| (s, p))).collect();
     let total_reps = opts.reps * configs.len();
     progress(Progress { done: 0, total: total_reps });
-    let buffer = Buffer::new(&pool, chunk, threads, opts.huge_pages)?;
-    let data = buffer.as_slice();
-    let huge_page_bytes = buffer.huge_page_bytes();
+    let reader = Reader::new(threads, opts)?;
 
     // Warm-up: one untimed repetition (faults in anything left, trains the
     // prefetchers, brings cache-resident buffers into their cache).
-    timed_rep(&pool, data, chunk, kernel, configs[0], opts.passes);
-    let bytes_per_rep = (chunk * threads) as u64 * opts.passes as u64;
+    reader.gbs(configs[0]);
     let mut samples = vec![Vec::with_capacity(opts.reps); configs.len()];
     let mut done = 0;
     for _ in 0..opts.reps {
         for (i, &config) in configs.iter().enumerate() {
-            let secs = timed_rep(&pool, data, chunk, kernel, config, opts.passes);
-            samples[i].push(bytes_per_rep as f64 / secs.max(1e-9) / 1e9);
+            samples[i].push(reader.gbs(config));
             done += 1;
             progress(Progress { done, total: total_reps });
         }
@@ -342,10 +329,10 @@ pub fn read_bandwidth_with(
         })
         .collect();
     let best = sweep.iter().max_by(|a, b| a.median_gbs.total_cmp(&b.median_gbs)).expect("at least one stream count");
-    Ok(Bandwidth {
+    let bandwidth = Bandwidth {
         threads,
-        buffer_bytes: (chunk * threads) as u64,
-        bytes_per_rep,
+        buffer_bytes: (reader.chunk * threads) as u64,
+        bytes_per_rep: reader.bytes_per_rep(),
         streams: best.streams,
         prefetch: best.prefetch,
         read_isa: kernel.name().to_string(),
@@ -353,9 +340,105 @@ pub fn read_bandwidth_with(
         median_gbs: best.median_gbs,
         min_gbs: best.min_gbs,
         max_gbs: best.max_gbs,
-        huge_page_bytes,
-        sweep: sweep.clone(),
-    })
+        huge_page_bytes: reader.buffer.huge_page_bytes(),
+        sweep,
+    };
+    Ok((bandwidth, reader))
+}
+
+/// A DRAM read measurement kept ready for quick repeats: the buffer and
+/// threads of a full [`dram_read_bandwidth`] measurement and its best access
+/// pattern (stream count, prefetch), so that work timed between two repeats
+/// can be set against the bandwidth of the same minutes. On a shared
+/// machine the bandwidth can move by half from one minute to the next; a
+/// ratio to a measurement taken an hour earlier says little.
+pub struct DramProbe {
+    reader: Reader,
+    full: Bandwidth,
+}
+
+impl std::fmt::Debug for DramProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DramProbe").field("full", &self.full).finish_non_exhaustive()
+    }
+}
+
+impl DramProbe {
+    /// Makes the full DRAM measurement ([`dram_read_bandwidth`]) and keeps
+    /// its buffer and threads.
+    pub fn dram(threads: usize, opts: &DramOptions) -> Result<DramProbe, KernelError> {
+        DramProbe::new(threads, &opts.read_options(cpu::detect())?)
+    }
+
+    /// [`DramProbe::dram`] without a size policy ([`read_bandwidth`]'s
+    /// options; tests use small buffers).
+    pub fn new(threads: usize, opts: &ReadOptions) -> Result<DramProbe, KernelError> {
+        let (full, reader) = measure_with_reader(threads, opts, &mut |_| {})?;
+        Ok(DramProbe { reader, full })
+    }
+
+    /// The full measurement made by [`DramProbe::new`].
+    pub fn full(&self) -> &Bandwidth {
+        &self.full
+    }
+
+    /// The median GB/s of `reps` (at least 1) reads of the buffer with the
+    /// full measurement's best access pattern.
+    pub fn measure(&self, reps: usize) -> f64 {
+        let mut samples: Vec<f64> =
+            (0..reps.max(1)).map(|_| self.reader.gbs((self.full.streams, self.full.prefetch))).collect();
+        stats(&mut samples).0
+    }
+}
+
+/// What every measurement reads: a pool of exactly `threads` threads and a
+/// buffer of one chunk per thread, first touched by the thread that reads it.
+struct Reader {
+    pool: rayon::ThreadPool,
+    buffer: Buffer,
+    chunk: usize,
+    kernel: ReadKernel,
+    passes: usize,
+}
+
+impl Reader {
+    fn new(threads: usize, opts: &ReadOptions) -> Result<Reader, KernelError> {
+        if threads == 0 {
+            return Err(KernelError::Invalid("thread count must be at least 1".into()));
+        }
+        if opts.passes == 0 {
+            return Err(KernelError::Invalid("repetitions and passes must be at least 1".into()));
+        }
+        let kernel = ReadKernel::select(opts.isa)?;
+        let per_thread = usize::try_from(opts.buffer_bytes / threads as u64)
+            .map_err(|_| KernelError::Invalid(format!("buffer of {} bytes is too large", opts.buffer_bytes)))?;
+        let grain = if per_thread >= 8 * HUGE_PAGE { HUGE_PAGE } else { GRAIN };
+        let chunk = per_thread / grain * grain;
+        if chunk == 0 {
+            return Err(KernelError::Invalid(format!(
+                "buffer of {} bytes is too small for {threads} threads (at least {GRAIN} bytes per thread)",
+                opts.buffer_bytes
+            )));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("asdsl-roofline-{i}"))
+            .build()
+            .map_err(|e| KernelError::Invalid(format!("cannot start {threads} threads: {e}")))?;
+        let buffer = Buffer::new(&pool, chunk, threads, opts.huge_pages)?;
+        Ok(Reader { pool, buffer, chunk, kernel, passes: opts.passes })
+    }
+
+    /// Bytes read per repetition, over all threads and passes.
+    fn bytes_per_rep(&self) -> u64 {
+        self.buffer.len as u64 * self.passes as u64
+    }
+
+    /// One timed repetition with `config` (streams, prefetch), in GB/s.
+    fn gbs(&self, config: (usize, bool)) -> f64 {
+        let secs = timed_rep(&self.pool, self.buffer.as_slice(), self.chunk, self.kernel, config, self.passes);
+        self.bytes_per_rep() as f64 / secs.max(1e-9) / 1e9
+    }
 }
 
 /// (median, min, max) of the samples (sorted in place).
@@ -972,6 +1055,30 @@ mod tests {
                 assert!(bw.max_gbs < 1e6, "{bw:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_probe_repeats_the_best_pattern_of_its_full_measurement() {
+        let opts = ReadOptions {
+            buffer_bytes: 256 << 10,
+            reps: 3,
+            passes: 4,
+            streams: vec![1, 4],
+            isa: None,
+            huge_pages: false,
+        };
+        for threads in [1, 2] {
+            let probe = DramProbe::new(threads, &opts).unwrap();
+            let full = probe.full();
+            assert_eq!((full.threads, full.buffer_bytes), (threads, 256 << 10));
+            assert!(opts.streams.contains(&full.streams), "{full:?}");
+            for reps in [0, 1, 5] {
+                let gbs = probe.measure(reps);
+                assert!(gbs.is_finite() && gbs > 0.0 && gbs < 1e6, "{reps} reps: {gbs}");
+            }
+        }
+        assert!(DramProbe::new(0, &opts).is_err(), "no threads");
+        assert!(DramProbe::new(1, &ReadOptions { streams: vec![3], ..opts.clone() }).is_err(), "3 streams");
     }
 
     #[test]
