@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates kernels/BENCHMARKS.md: the GEMV criterion benches (weights
-# streamed from DRAM) and, in the same run, the roofline's DRAM read
+# streamed from DRAM) and, around every benchmark, the roofline's DRAM read
 # bandwidth; the table gives each format's best variant per shape and thread
-# count as a percentage of that bandwidth. The new run goes on top; the
+# count as a percentage of the bandwidth of the same minutes. The new run goes on top; the
 # previous runs (and their notes) are kept below it, the last one retitled
 # "Earlier run".
 #
@@ -26,12 +26,13 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 {
   echo "# Kernel benchmarks"
   echo
-  echo "Weight bandwidth of the best registry variant per format, shape and thread"
-  echo "count, with weights streamed from DRAM (rotating over copies that exceed four"
-  echo "times the last-level cache), as a percentage of the DRAM read bandwidth that"
-  echo "\`asdsl_kernels::roofline\` measured in the same run, before the benches and"
-  echo "after them (the higher of the two). Times are criterion's median per call;"
-  echo "GB/s = 10^9 bytes/s of packed weights."
+  echo "Weight bandwidth of the registry variant closest to the DRAM read bandwidth,"
+  echo "per format, shape and thread count, with weights streamed from DRAM (rotating"
+  echo "over copies that exceed four times the last-level cache). The DRAM figure is"
+  echo "of the same minutes: \`asdsl_kernels::roofline\`'s full measurement at the"
+  echo "start, its best read pattern repeated (\`DramProbe\`, five reads of 1 GiB)"
+  echo "right before and right after every benchmark, the higher of the two. Times"
+  echo "are criterion's median per call; GB/s = 10^9 bytes/s of packed weights."
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- CPU: $cpu, $(nproc) logical CPUs"
