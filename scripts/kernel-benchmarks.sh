@@ -26,13 +26,13 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 {
   echo "# Kernel benchmarks"
   echo
-  echo "Weight bandwidth of the registry variant closest to the DRAM read bandwidth,"
-  echo "per format, shape and thread count, with weights streamed from DRAM (rotating"
-  echo "over copies that exceed four times the last-level cache). The DRAM figure is"
-  echo "of the same minutes: \`asdsl_kernels::roofline\`'s full measurement at the"
-  echo "start, its best read pattern repeated (\`DramProbe\`, five reads of 1 GiB)"
-  echo "right before and right after every benchmark, the higher of the two. Times"
-  echo "are criterion's median per call; GB/s = 10^9 bytes/s of packed weights."
+  echo "Weight bandwidth of the fastest registry variant per format, shape and thread"
+  echo "count, with weights streamed from DRAM (rotating over copies that exceed four"
+  echo "times the last-level cache), against the DRAM read bandwidth of the same"
+  echo "minutes: \`asdsl_kernels::roofline\`'s full measurement at the start, its two"
+  echo "best read patterns repeated (\`DramProbe\`, three reads of 1 GiB each) right"
+  echo "before and right after every benchmark, the higher of the two. Times are"
+  echo "criterion's median per call; GB/s = 10^9 bytes/s of packed weights."
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- CPU: $cpu, $(nproc) logical CPUs"
