@@ -413,31 +413,27 @@ fn print_ceilings(ceilings: &[MatrixCeilings], report: &RooflineReport, decode: 
         }
     }
     let total: u64 = ceilings.iter().map(|c| c.bytes_per_call * c.matrix.count as u64).sum();
-    if decode {
+    // One decode step reads every matrix `count` times: a token; shapes are
+    // passes over the list.
+    // (heading, the unit, its plural, the time unit and its microseconds)
+    let (heading, unit, units, time, us) = if decode {
         let calls: usize = ceilings.iter().map(|c| c.matrix.count).sum();
-        println!();
-        println!("one decode step: {calls} GEMV calls, {total} weight bytes ({})", human_bytes(total));
-        for row in &report.rows {
-            let bw = row.dram.median_gbs;
-            println!(
-                "{:>7} thread(s): at most {:.1} tokens/s ({:.2} ms per token) at DRAM bandwidth",
-                row.threads,
-                roofline::ceiling(total, bw),
-                roofline::us_per_call(total, bw) / 1e3
-            );
-        }
+        (format!("one decode step: {calls} GEMV calls, {total} weight bytes"), "token", "tokens", "ms", 1e3)
     } else if ceilings.len() > 1 {
-        println!();
-        println!("all {} matrices once: {} bytes ({})", ceilings.len(), total, human_bytes(total));
-        for row in &report.rows {
-            let bw = row.dram.median_gbs;
-            println!(
-                "{:>7} thread(s): {:.1} passes/s, {:.2} us per pass at DRAM bandwidth",
-                row.threads,
-                roofline::ceiling(total, bw),
-                roofline::us_per_call(total, bw)
-            );
-        }
+        (format!("all {} matrices once: {total} bytes", ceilings.len()), "pass", "passes", "us", 1.0)
+    } else {
+        return;
+    };
+    println!();
+    println!("{heading} ({})", human_bytes(total));
+    for row in &report.rows {
+        let bw = row.dram.median_gbs;
+        println!(
+            "{:>7} thread(s): at most {:.1} {units}/s ({:.2} {time} per {unit}) at DRAM bandwidth",
+            row.threads,
+            roofline::ceiling(total, bw),
+            roofline::us_per_call(total, bw) / us
+        );
     }
 }
 
