@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates kernels/BENCHMARKS.md: the GEMV criterion benches (weights
 # streamed from DRAM) and, around every benchmark, the roofline's DRAM read
-# bandwidth; the table gives each format's best variant per shape and thread
-# count as a percentage of the bandwidth of the same minutes. The new run goes on top; the
-# previous runs (and their notes) are kept below it, the last one retitled
-# "Earlier run".
+# bandwidth; the table gives each format's fastest variant per shape and
+# thread count as a percentage of the bandwidth of the same minutes. The new
+# run goes on top; the previous runs (and their notes) are kept below it, the
+# last one retitled "Earlier run".
 #
 #   scripts/kernel-benchmarks.sh                      # every format (about an hour)
 #   ASDSL_BENCH_FORMATS=q4_0,q4_k,q8_0,q4g32 scripts/kernel-benchmarks.sh
