@@ -181,7 +181,7 @@ fn measure_roofline(threads: &[usize]) -> Result<Vec<RooflinePoint>> {
         bar.set_message(format!("measuring DRAM read bandwidth with {t} thread(s)"));
         bar.tick();
         // Every stream count of the roofline's default: the best one differs
-        // by machine (4 streams read 19 GB/s on a Zen 4 whose 1 stream reads 28).
+        // by machine (on a Zen 4, 1 stream reads 28 GB/s and 4 staggered streams 25-28).
         let opts = DramOptions { reps: 3, ..DramOptions::default() };
         let bw = roofline::dram_read_bandwidth(t, &opts).context("measuring DRAM bandwidth")?;
         out.push(RooflinePoint { threads: t, gbs: bw.median_gbs });
