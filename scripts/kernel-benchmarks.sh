@@ -2,8 +2,7 @@
 # Regenerates kernels/BENCHMARKS.md: the GEMV criterion benches (weights
 # streamed from DRAM) and, around every benchmark, the roofline's DRAM read
 # bandwidth; the table gives each format's fastest variant per shape and
-# thread count as a percentage of the bandwidth of the same minutes (and,
-# paired, of the same tenth of a second). The new
+# thread count as a percentage of the bandwidth of the same minutes. The new
 # run goes on top; the previous runs (and their notes) are kept below it, the
 # last one retitled "Earlier run".
 #
@@ -33,10 +32,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "minutes: \`asdsl_kernels::roofline\`'s full measurement at the start, its two"
   echo "best read patterns repeated (\`DramProbe\`, three reads of 1 GiB each) right"
   echo "before and right after every benchmark, the higher of the two. Times are"
-  echo "criterion's median per call; GB/s = 10^9 bytes/s of packed weights. The"
-  echo "paired column times the same variant again in short batches between single"
-  echo "probe reads and gives the median of the batch-by-batch ratios: a figure that a"
-  echo "change of the machine's memory traffic during the benchmark spoils less."
+  echo "criterion's median per call; GB/s = 10^9 bytes/s of packed weights."
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- CPU: $cpu, $(nproc) logical CPUs"

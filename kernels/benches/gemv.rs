@@ -29,14 +29,7 @@
 //!   half from one minute to the next: against one figure for the whole
 //!   run, 2-thread rows were unreadable.) Rows where the two probes differ
 //!   by more than 15 % are marked. Only the benches that ran in this run count
-//!   (not those a filter skipped). Each row also gives a *paired* figure:
-//!   after criterion, the kernel runs in batches of about 50 ms between
-//!   single probe reads (probe, batch, probe, batch, ..., probe), and each
-//!   batch's GB/s is set against the higher of the two probes beside it;
-//!   the median of those ratios is the row's paired percentage. A change of
-//!   the machine's memory traffic then spoils a round, not the row.
-//! - `ASDSL_BENCH_PAIRED_ROUNDS=N`: the paired rounds per benchmark
-//!   (default 7; 0 for none).
+//!   (not those a filter skipped).
 //!
 //! Criterion's own filter works too: `cargo bench --bench gemv -- q4_0/14336x4096`.
 
@@ -66,37 +59,6 @@ struct Run {
     bytes: usize,
     /// The DRAM probe's GB/s right before and right after the benchmark.
     dram: Option<(f64, f64)>,
-    /// Per paired round, the kernel's GB/s over the higher probe beside it.
-    paired: Vec<f64>,
-}
-
-/// Duration of one paired round's batch of kernel calls.
-const PAIRED_BATCH: Duration = Duration::from_millis(50);
-
-/// The paired rounds per benchmark (`ASDSL_BENCH_PAIRED_ROUNDS`, default 7).
-fn paired_rounds() -> usize {
-    std::env::var("ASDSL_BENCH_PAIRED_ROUNDS").map_or(7, |v| v.trim().parse().expect("a number of rounds"))
-}
-
-/// `rounds` batches of calls of `run` (each about [`PAIRED_BATCH`]) between
-/// single probe measurements; per batch, its GB/s (`bytes` per call) over
-/// the higher of the probes right before and right after it.
-fn paired(probe: &DramProbe, rounds: usize, bytes: usize, mut run: impl FnMut()) -> Vec<f64> {
-    let mut ratios = Vec::with_capacity(rounds);
-    let mut before = probe.measure(1);
-    for _ in 0..rounds {
-        let start = Instant::now();
-        let mut calls = 0usize;
-        while start.elapsed() < PAIRED_BATCH {
-            run();
-            calls += 1;
-        }
-        let gbs = (calls * bytes) as f64 / start.elapsed().as_secs_f64() / 1e9;
-        let after = probe.measure(1);
-        ratios.push(gbs / before.max(after));
-        before = after;
-    }
-    ratios
 }
 
 /// Every benchmark run, by (format, shape, threads).
@@ -159,7 +121,6 @@ fn bench(c: &mut Criterion, probes: &BTreeMap<usize, DramProbe>) {
     let cached = std::env::var("ASDSL_BENCH_CACHED").as_deref() == Ok("1");
     let dram_bytes = roofline::default_dram_bytes(cpu::detect()) as usize;
     let pools: Vec<Threads> = threads.iter().map(|&t| Threads::new(t).expect("threads")).collect();
-    let rounds = paired_rounds();
 
     for &format in &formats {
         for &(rows, cols) in &shapes {
@@ -212,18 +173,12 @@ fn bench(c: &mut Criterion, probes: &BTreeMap<usize, DramProbe>) {
                         continue; // skipped by criterion's filter
                     }
                     let dram = before.zip(probe.map(|p| p.measure(PROBE_REPS)));
-                    let paired = probe.map_or_else(Vec::new, |p| {
-                        paired(p, rounds, bytes, || {
-                            gemvs[next % copies].run(&input, &mut out, pool, Partition::default()).expect("run");
-                            next += 1;
-                        })
-                    });
                     RESULTS
                         .lock()
                         .expect("results")
                         .entry((format.to_string(), shape.clone(), t))
                         .or_default()
-                        .push(Run { variant: variant.name.to_string(), bytes, dram, paired });
+                        .push(Run { variant: variant.name.to_string(), bytes, dram });
                 }
             }
             group.finish();
@@ -237,18 +192,6 @@ fn median_secs(dir: &Path, group: &str, variant: &str, threads: usize) -> Option
     let path = dir.join(safe(group)).join(safe(variant)).join(format!("{threads}t")).join("new/estimates.json");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
     Some(json["median"]["point_estimate"].as_f64()? * 1e-9)
-}
-
-/// The median of `values` (none for no values).
-fn median(values: &[f64]) -> Option<f64> {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(v[n / 2]),
-        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-    }
 }
 
 /// The thread counts of `ASDSL_BENCH_THREADS` (default 1 and 2).
@@ -271,11 +214,8 @@ fn dram_probes(threads: &[usize]) -> Result<BTreeMap<usize, DramProbe>, asdsl_ke
 fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::io::Result<()> {
     let results = RESULTS.lock().expect("results");
     let mut f = std::fs::File::create(path)?;
-    writeln!(
-        f,
-        "| format | shape | threads | best variant | MB | GB/s | DRAM GB/s, same minutes | % of DRAM read | paired % |"
-    )?;
-    writeln!(f, "|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(f, "| format | shape | threads | best variant | MB | GB/s | DRAM GB/s, same minutes | % of DRAM read |")?;
+    writeln!(f, "|---|---|---|---|---|---|---|---|")?;
     let mut marked = false;
     for ((format, shape, t), runs) in results.iter() {
         let group = format!("{format}/{shape}");
@@ -293,13 +233,9 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
             let (before, after) = run.dram.unwrap_or_default();
             let moved = before.max(after) > PROBE_SPREAD * before.min(after);
             marked |= moved;
-            let paired = match median(&run.paired) {
-                Some(ratio) => format!("{:.0} %", 100.0 * ratio),
-                None => "-".to_string(),
-            };
             writeln!(
                 f,
-                "| {format} | {shape} | {t} | `{}` | {:.1} | {gbs:.2} | {ceiling:.2}{} | {pct:.0} % | {paired} |",
+                "| {format} | {shape} | {t} | `{}` | {:.1} | {gbs:.2} | {ceiling:.2}{} | {pct:.0} % |",
                 run.variant,
                 run.bytes as f64 / 1e6,
                 if moved { " *" } else { "" }
@@ -342,15 +278,6 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
                     .join(" and ")
             )?;
         }
-    }
-    let rounds = results.values().flatten().map(|r| r.paired.len()).max().unwrap_or(0);
-    if rounds > 0 {
-        writeln!(
-            f,
-            "\nPaired %: the median over {rounds} rounds of a batch of about {} ms of the row's variant between two \
-             single probe reads, each batch against the higher of its two probes.",
-            PAIRED_BATCH.as_millis()
-        )?;
     }
     if marked {
         writeln!(
