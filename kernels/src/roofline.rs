@@ -716,11 +716,11 @@ impl ReadKernel {
 /// Bytes each stream advances per step (four 64-byte lines).
 const STEP: usize = 256;
 
-/// How far apart, beyond equal parts, consecutive streams start: a few
-/// pages, so that no two streams of a power-of-two chunk start a large power
-/// of two apart. (Streams exactly 512 MiB apart read 19 GB/s on a Zen 4
-/// where one stream read 27 and the same two streams 4 KiB further apart
-/// 27-32: their lines contend for the same DRAM banks.)
+/// How far apart, beyond equal parts, consecutive streams start: a page,
+/// so that no two streams of a power-of-two chunk start a large power of two
+/// apart. (On a Zen 4, two streams exactly 512 MiB apart read 19-22 GB/s and
+/// the same two 4 KiB further apart 27-32: lines a large power of two apart
+/// contend for the same DRAM banks.)
 const STREAM_STAGGER: usize = 4096;
 
 /// Where the `S` streams of a chunk of `len` bytes (a multiple of [`STEP`])
