@@ -64,11 +64,9 @@ cores=$(nproc 2>/dev/null || echo '?')
   if [ -n "${NOTE:-}" ]; then echo "$NOTE"; echo; fi
   echo "## Tuning (\`asdsl tune\` output)"
   echo
-  echo "Time per call: the median of the samples' ratios to the heuristic default measured"
-  echo "beside them (a sample of it every few candidate samples), times its median time; the"
-  echo "weights rotate through copies larger than 4x the last-level cache (DRAM-resident)."
-  echo "\`x heur\` and \`x slow\` are the speedups of the choice over the heuristic default and"
-  echo "over the slowest candidate."
+  echo "Time per call is the median over samples with the weights rotating through copies"
+  echo "larger than 4x the last-level cache (DRAM-resident). \`x heur\` and \`x slow\` are the"
+  echo "speedups of the choice over the heuristic default and over the slowest candidate."
   echo
   echo '```text'
   grep -v '^Verification against' "$work/out.txt" | sed '/^| matrix | shape | threads | plan/,$d'
@@ -76,11 +74,10 @@ cores=$(nproc 2>/dev/null || echo '?')
   echo
   echo "## The plan against an exhaustive sweep (same run)"
   echo
-  echo "Every candidate (variant x partition) measured with the same number of samples (each a"
-  echo "ratio to the heuristic default measured beside it), no pruning. \`choice vs best in the"
-  echo "sweep\` compares the plan's choice with the sweep's fastest as the sweep measured them;"
-  echo "\`choice vs best side by side\` re-measures the two (and the heuristic default) together,"
-  echo "15 samples each in rounds, each sample over the heuristic default's of the same round"
+  echo "Every candidate (variant x partition) measured with the same number of samples, no"
+  echo "pruning. \`choice vs best in the sweep\` compares the plan's choice with the sweep's"
+  echo "fastest as the sweep measured them; \`choice vs best side by side\` re-measures the two"
+  echo "(and the heuristic default) together, 15 samples each in interleaved rounds"
   echo "(\`tune::head_to_head\`): the figure for the goal (within 3 %). The fastest of many noisy"
   echo "medians is biased low, being their minimum; samples taken in the same rounds are not."
   echo

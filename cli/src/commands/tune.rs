@@ -24,12 +24,10 @@ pub const LONG_ABOUT: &str = "Measure every kernel variant that can compute each
     (or of a named geometry) on this machine, at each thread count, and write the fastest into the \
     plan that asdsl uses at load time.\n\n\
     Measurement follows decode: the weights rotate over copies that together exceed 4x the \
-    last-level cache, so they come from DRAM; one warm-up, then repeated samples, each taken as a \
-    ratio to the heuristic default measured just before and after it (a shared host's memory \
-    bandwidth drifts; the ratio cancels the drift), ranked by the median ratio; candidates are \
-    interleaved, clear losers dropped after one sample, the rest refined, and in the finals the \
-    fastest three and the heuristic default re-measured side by side (their samples in the same \
-    rounds), the fastest there chosen; all within --budget seconds. Candidates are the \
+    last-level cache, so they come from DRAM; one warm-up, then the median of repeated samples; \
+    candidates are interleaved, clear losers dropped after one sample, the rest refined, and in the \
+    finals the fastest three and the heuristic default re-measured side by side (their samples in \
+    the same rounds), the fastest there chosen; all within --budget seconds. Candidates are the \
     registry variants of the matrix's format (the format is never changed: that would change the \
     results) whose ISA this CPU allows, with static and dynamic row partitions above one thread.\n\n\
     The plan is written to -o FILE, or else to the default plan of this machine in the user cache \

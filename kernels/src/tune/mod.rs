@@ -13,22 +13,12 @@
 //!   copies. One full pass over the copies warms up each layout.
 //! - **Samples.** A sample is a batch of consecutive calls lasting about
 //!   [`SAMPLE_SECS`] (at least one call); its time per call is one
-//!   observation. Each candidate gets one warm-up batch first. Candidates
-//!   are sampled in interleaved rounds.
-//! - **Ratios to an anchor.** A shared host's DRAM bandwidth can move by
-//!   half from one minute to the next (seen on a 2-vCPU Zen 4 at 2 threads:
-//!   about 30 or 60 GB/s), and a key's layouts are measured over tens of
-//!   seconds, so raw times of candidates measured apart compare states, not
-//!   kernels. Every [`ANCHOR_EVERY`] candidate samples, the tuner takes a
-//!   sample of the anchor (the heuristic default with a static split, its
-//!   layout kept built for the whole key), and each candidate sample
-//!   counts as its time over the mean of the two anchor samples around it,
-//!   milliseconds apart. Candidates are screened, pruned and ranked by the
-//!   median of these ratios; a reported time is that median times the
-//!   anchor's median time.
+//!   observation. Each candidate gets one warm-up batch first. The statistic
+//!   is the median; candidates are sampled in interleaved rounds so that slow
+//!   drifts of a shared machine hit all of them alike.
 //! - **Pruning.** Layouts are visited starting with the heuristic default's;
-//!   a candidate whose first ratio is more than [`CLEAR_LOSER`] x the best
-//!   so far is dropped at once, and after [`SCREEN_SAMPLES`] samples
+//!   a candidate whose first sample is more than [`CLEAR_LOSER`] x the best
+//!   median so far is dropped at once, and after [`SCREEN_SAMPLES`] samples
 //!   those more than [`PRUNE`] slower than the best are dropped. Survivors
 //!   at more than one thread are then tried with dynamic partitions. The
 //!   survivors are refined to [`REFINE_SAMPLES`] samples.
@@ -38,11 +28,11 @@
 //! - **Finals.** The [`FINALISTS`] fastest of all layouts (within [`PRUNE`]
 //!   of the best) and the heuristic default are measured again side by
 //!   side: their layouts built together, a warm-up batch each, then
-//!   [`FINAL_SAMPLES`] fresh samples each in rounds, each round in another
-//!   order; a finalist's ratio is its time over the heuristic default's in
-//!   the same round. The choice is the fastest in the finals, by the median
-//!   of these ratios, and the speedup over the heuristic default is a
-//!   paired figure.
+//!   [`FINAL_SAMPLES`] fresh samples each in interleaved rounds. The choice
+//!   is the fastest in the finals. Medians taken minutes apart on a shared
+//!   machine differ by more than the finalists do; samples taken in the
+//!   same rounds do not, and the speedup over the heuristic default is then
+//!   a paired figure too.
 //! - **Budget.** Each key gets a share of [`TuneOptions::budget`] (half
 //!   shared equally, half by weight bytes); its layouts share the first
 //!   [`LAYOUTS_SHARE`] of that equally, the finals the rest. Refinement,
@@ -83,9 +73,6 @@ use crate::variant::{Sparsity, Variant};
 pub const SAMPLE_SECS: f64 = 0.004;
 /// A first sample slower than this factor times the best so far is dropped at once.
 pub const CLEAR_LOSER: f64 = 1.5;
-/// Candidate samples between two samples of the anchor (the heuristic
-/// default), against which each sample is taken as a ratio.
-pub const ANCHOR_EVERY: usize = 4;
 /// Samples every surviving candidate gets before pruning.
 pub const SCREEN_SAMPLES: usize = 3;
 /// After screening, candidates more than this fraction slower than the best are dropped.
@@ -98,7 +85,7 @@ pub const TIE: f64 = 0.02;
 pub const TIE_SAMPLES: usize = 6;
 /// Candidates (besides the heuristic default) in the finals of each key and thread count.
 pub const FINALISTS: usize = 3;
-/// Fresh samples per finalist, in rounds of one sample each.
+/// Fresh samples per finalist, in interleaved rounds.
 pub const FINAL_SAMPLES: usize = 9;
 /// Fraction of a key's time share for screening and refining its layouts;
 /// the finals get the rest.
@@ -316,7 +303,7 @@ pub fn tune(
         let mut bench = KeyBench::new(key, opts, &pools)?;
         let per_threads = bench.tune(deadline, &mut report)?;
         for (ti, cands) in per_threads.iter().enumerate() {
-            if let Some(entry) = bench.entry(ti, cands) {
+            if let Some(entry) = bench.entry(opts.threads[ti], cands) {
                 plan.entries.push(entry);
             }
         }
@@ -354,9 +341,10 @@ pub fn sweep(
         };
         let per_threads = bench.sweep(&mut report)?;
         for (ti, cands) in per_threads.iter().enumerate() {
-            let mut results: Vec<Measured> = cands.iter().map(|c| bench.measured(c, ti)).collect();
+            let t = opts.threads[ti];
+            let mut results: Vec<Measured> = cands.iter().map(|c| bench.measured(c, t)).collect();
             results.sort_by(|a, b| a.secs.total_cmp(&b.secs));
-            out.push(SweepResult { key: *key, threads: opts.threads[ti], results });
+            out.push(SweepResult { key: *key, threads: t, results });
         }
     }
     Ok(out)
@@ -365,11 +353,8 @@ pub fn sweep(
 /// Re-measures `candidates` (variant names and partitions) of `key` at
 /// `threads` threads side by side, as the tuner's finals do: their layouts
 /// built together, a warm-up batch each, then [`HEAD_TO_HEAD_SAMPLES`]
-/// samples each in rounds, each round in another order. Each candidate's
-/// time is the median of its ratios to the first candidate (or the
-/// heuristic default, if given) in the same round, times that one's median
-/// time, so that a drift of a shared machine cancels. Returns their
-/// measurements in the given order.
+/// samples each in interleaved rounds, so that a drift of a shared machine
+/// hits all of them alike. Returns their measurements in the given order.
 ///
 /// # Errors
 /// [`PlanError::Invalid`] for a name that is no registry variant of this
@@ -397,7 +382,7 @@ pub fn head_to_head(
     let finalists = vec![(0..list.len()).collect::<Vec<_>>()];
     let mut cands = vec![list];
     bench.finals(&mut cands, &finalists, HEAD_TO_HEAD_SAMPLES)?;
-    Ok(cands[0].iter().map(|c| bench.measured(c, 0)).collect())
+    Ok(cands[0].iter().map(|c| bench.measured(c, threads)).collect())
 }
 
 fn distinct(keys: &[MatrixKey]) -> Result<Vec<MatrixKey>, PlanError> {
@@ -449,43 +434,31 @@ struct Cand {
     partition: Partition,
     /// Index into the key's layouts.
     group: usize,
-    /// Seconds per call of each sample.
     samples: Vec<f64>,
-    /// Each sample's seconds over the anchor's beside it (see [`KeyBench::measure`]).
-    ratios: Vec<f64>,
     /// Fresh samples from the finals, taken side by side with the other finalists.
     finals: Vec<f64>,
-    /// Each finals sample over the finals anchor's in the same round.
-    final_ratios: Vec<f64>,
     pruned: bool,
     /// The heuristic default: never pruned, so its time is comparable.
     keep: bool,
 }
 
 impl Cand {
-    /// Median seconds per call of its samples (sizes its batches).
-    fn median_secs(&self) -> f64 {
+    fn median(&self) -> f64 {
         quantile(&self.samples, 0.5)
     }
 
-    /// Median of its samples' ratios to the anchor: what it is screened,
-    /// pruned and ranked by before the finals.
-    fn rel(&self) -> f64 {
-        quantile(&self.ratios, 0.5)
-    }
-
-    /// The ratio it is ranked and reported by: the median of its finals'
-    /// ratios if it had finals, else [`Cand::rel`].
+    /// The time it is ranked and reported by: the median of its finals if
+    /// it had any, else of its samples.
     fn score(&self) -> f64 {
-        if self.final_ratios.is_empty() { self.rel() } else { quantile(&self.final_ratios, 0.5) }
+        if self.finals.is_empty() { self.median() } else { quantile(&self.finals, 0.5) }
     }
 
-    /// Interquartile range of its ratios relative to their median.
+    /// Interquartile range relative to the median.
     fn spread(&self) -> f64 {
-        if self.ratios.len() < 3 {
+        if self.samples.len() < 3 {
             return 0.0;
         }
-        (quantile(&self.ratios, 0.75) - quantile(&self.ratios, 0.25)) / self.rel()
+        (quantile(&self.samples, 0.75) - quantile(&self.samples, 0.25)) / self.median()
     }
 }
 
@@ -521,15 +494,8 @@ struct KeyBench<'a> {
     out: Vec<f32>,
     /// Distinct layouts of the candidate variants, the heuristic's first.
     layouts: Vec<Layout>,
-    /// The built layouts, indexed like `layouts`; the first (the anchor's)
-    /// stays built for the whole key.
-    groups: Vec<Option<Group>>,
     variants: Vec<&'static Variant>,
     heuristic: &'static Variant,
-    /// Per thread count: the anchor's samples (seconds per call), and its
-    /// calls per sample once known.
-    anchor: Vec<Vec<f64>>,
-    anchor_calls: Vec<Option<usize>>,
 }
 
 fn layout_name(layout: Layout) -> String {
@@ -585,7 +551,6 @@ impl<'a> KeyBench<'a> {
         }
         let mut input = Input::new();
         input.prepare(&x, key.cols, key.columns, true)?;
-        let nt = opts.threads.len();
         Ok(KeyBench {
             key: *key,
             bytes: key.weight_bytes()?,
@@ -597,21 +562,15 @@ impl<'a> KeyBench<'a> {
             base_blocks,
             input,
             out: vec![0.0; key.rows * key.columns],
-            groups: layouts.iter().map(|_| None).collect(),
             layouts,
             variants,
             heuristic,
-            anchor: vec![Vec::new(); nt],
-            anchor_calls: vec![None; nt],
         })
     }
 
-    /// Builds layout `gi` unless it is built: packs it, makes the rotated
-    /// copies, and warms up with one pass over them.
-    fn build(&mut self, gi: usize) -> Result<(), PlanError> {
-        if self.groups[gi].is_some() {
-            return Ok(());
-        }
+    /// Packs layout `gi` and makes the rotated copies, then warms up with
+    /// one pass over them.
+    fn build(&mut self, gi: usize) -> Result<Group, PlanError> {
         let layout = self.layouts[gi];
         let key = &self.key;
         let base = PackedMatrix::from_blocks(key.format, self.base_rows, key.cols, &self.base_blocks, layout)?;
@@ -629,32 +588,23 @@ impl<'a> KeyBench<'a> {
             copies.push(full.clone());
         }
         copies.push(full);
-        self.groups[gi] = Some(Group { copies, next: 0 });
-        if let Some(v) = self.variants.iter().copied().find(|v| Layout::for_variant(v) == layout) {
-            self.sample(gi, v, Partition::default(), 0, n)?;
+        let mut group = Group { copies, next: 0 };
+        if let Some(v) = self.variants.iter().find(|v| Layout::for_variant(v) == layout) {
+            let calls = group.copies.len();
+            self.sample(&mut group, v, Partition::default(), 0, calls)?;
         }
-        Ok(())
+        Ok(group)
     }
 
-    /// Frees layout `gi`'s copies, unless it is the anchor's (the first).
-    fn release(&mut self, gi: usize) {
-        if gi != 0 {
-            self.groups[gi] = None;
-        }
-    }
-
-    /// Seconds per call of `calls` consecutive calls over the rotated
-    /// copies of layout `gi` (built first if it is not).
+    /// Seconds per call of `calls` consecutive calls over the rotated copies.
     fn sample(
         &mut self,
-        gi: usize,
+        group: &mut Group,
         variant: &'static Variant,
         partition: Partition,
         ti: usize,
         calls: usize,
     ) -> Result<f64, PlanError> {
-        self.build(gi)?;
-        let group = self.groups[gi].as_mut().ok_or_else(|| PlanError::Invalid("layout not built".into()))?;
         let n = group.copies.len();
         // Checks the variant against the CPU and the layout once per batch.
         GemvRef::new(variant, &group.copies[0])?;
@@ -675,79 +625,23 @@ impl<'a> KeyBench<'a> {
         if secs.is_finite() && secs > 0.0 { ((SAMPLE_SECS / secs).ceil() as usize).clamp(1, 100_000) } else { 1 }
     }
 
-    /// One call to size the batches, then (if a sample is more than one
-    /// call) an untimed warm-up batch; returns the calls per sample.
-    fn warm_up(
-        &mut self,
-        gi: usize,
-        variant: &'static Variant,
-        partition: Partition,
-        ti: usize,
-    ) -> Result<usize, PlanError> {
-        let probe = self.sample(gi, variant, partition, ti, 1)?;
+    /// A warm-up batch, then one timed sample.
+    fn first_sample(&mut self, group: &mut Group, c: &mut Cand, ti: usize) -> Result<(), PlanError> {
+        let probe = self.sample(group, c.variant, c.partition, ti, 1)?;
         let calls = Self::calls_for(probe);
         if calls > 1 {
-            self.sample(gi, variant, partition, ti, calls)?;
+            self.sample(group, c.variant, c.partition, ti, calls)?;
         }
-        Ok(calls)
-    }
-
-    /// One sample of the anchor (the heuristic default, static split) at
-    /// thread count `ti`, kept in [`KeyBench::anchor`].
-    fn anchor_sample(&mut self, ti: usize) -> Result<f64, PlanError> {
-        let (variant, partition) = (self.heuristic, Partition::default());
-        let calls = match self.anchor_calls[ti] {
-            Some(calls) => calls,
-            None => {
-                let calls = self.warm_up(0, variant, partition, ti)?;
-                self.anchor_calls[ti] = Some(calls);
-                calls
-            }
-        };
-        let s = self.sample(0, variant, partition, ti, calls)?;
-        self.anchor[ti].push(s);
-        Ok(s)
-    }
-
-    /// One more sample of each candidate `which` of `cands`, in that order,
-    /// with an anchor sample before the first and after every
-    /// [`ANCHOR_EVERY`] candidates: each sample's ratio is its time over
-    /// the mean of the two anchor samples around it, so that a change of
-    /// the machine's memory bandwidth between candidates (a shared host's
-    /// DRAM moves by half from one minute to the next) cancels. A
-    /// candidate's first sample follows its warm-up.
-    fn measure(&mut self, cands: &mut [Cand], which: &[usize], ti: usize) -> Result<(), PlanError> {
-        if which.is_empty() {
-            return Ok(());
-        }
-        let mut before = self.anchor_sample(ti)?;
-        for chunk in which.chunks(ANCHOR_EVERY) {
-            let mut secs = Vec::with_capacity(chunk.len());
-            for &i in chunk {
-                let c = &cands[i];
-                let (gi, variant, partition) = (c.group, c.variant, c.partition);
-                let calls = if c.samples.is_empty() {
-                    self.warm_up(gi, variant, partition, ti)?
-                } else {
-                    Self::calls_for(c.median_secs())
-                };
-                secs.push(self.sample(gi, variant, partition, ti, calls)?);
-            }
-            let after = self.anchor_sample(ti)?;
-            let reference = 0.5 * (before + after);
-            for (&i, s) in chunk.iter().zip(secs) {
-                cands[i].samples.push(s);
-                cands[i].ratios.push(s / reference);
-            }
-            before = after;
-        }
+        let s = self.sample(group, c.variant, c.partition, ti, calls)?;
+        c.samples.push(s);
         Ok(())
     }
 
-    /// The anchor's median seconds per call at thread count `ti`: the unit
-    /// that turns ratios back into times.
-    fn anchor_secs(&self, ti: usize) -> f64 {
-        quantile(&self.anchor[ti], 0.5)
+    fn more_samples(&mut self, group: &mut Group, c: &mut Cand, ti: usize) -> Result<(), PlanError> {
+        let calls = Self::calls_for(c.median());
+        let s = self.sample(group, c.variant, c.partition, ti, calls)?;
+        c.samples.push(s);
+        Ok(())
     }
 
     /// Index of `variant`'s layout in [`KeyBench::layouts`].
@@ -762,17 +656,7 @@ impl<'a> KeyBench<'a> {
 
     fn cand(&self, variant: &'static Variant, partition: Partition, group: usize) -> Cand {
         let keep = std::ptr::eq(variant, self.heuristic) && partition == Partition::default();
-        Cand {
-            variant,
-            partition,
-            group,
-            samples: Vec::new(),
-            ratios: Vec::new(),
-            finals: Vec::new(),
-            final_ratios: Vec::new(),
-            pruned: false,
-            keep,
-        }
+        Cand { variant, partition, group, samples: Vec::new(), finals: Vec::new(), pruned: false, keep }
     }
 
     /// The pruned tuning of one key: candidates per thread count.
@@ -791,7 +675,7 @@ impl<'a> KeyBench<'a> {
             let name = layout_name(self.layouts[gi]);
             let group_deadline = key_start + span.mul_f64((gi + 1) as f64 / n_groups as f64);
             report(&name, None, Stage::Packing);
-            self.build(gi)?;
+            let mut group = self.build(gi)?;
             for ti in 0..nt {
                 let t = self.threads[ti];
                 report(&name, Some(t), Stage::Screening);
@@ -801,17 +685,17 @@ impl<'a> KeyBench<'a> {
                 // candidate and no partition search, to stay near the budget.
                 let late = Instant::now() >= group_deadline;
                 let samples = if late { 1 } else { SCREEN_SAMPLES };
-                self.screen(&mut mine, ti, best[ti], samples)?;
+                self.screen(&mut group, &mut mine, ti, best[ti], samples)?;
                 best[ti] = best[ti].min(best_alive(&mine));
                 if t > 1 && !late {
                     report(&name, Some(t), Stage::Partitions);
                     let mut extra = Vec::new();
-                    for c in mine.iter().filter(|c| !c.pruned && c.rel() <= best[ti] * (1.0 + PRUNE)) {
+                    for c in mine.iter().filter(|c| !c.pruned && c.median() <= best[ti] * (1.0 + PRUNE)) {
                         for p in partitions(self.key.rows, t).into_iter().skip(1) {
                             extra.push(self.cand(c.variant, p, gi));
                         }
                     }
-                    self.screen(&mut extra, ti, best[ti], SCREEN_SAMPLES)?;
+                    self.screen(&mut group, &mut extra, ti, best[ti], SCREEN_SAMPLES)?;
                     mine.extend(extra);
                     best[ti] = best[ti].min(best_alive(&mine));
                 }
@@ -823,7 +707,9 @@ impl<'a> KeyBench<'a> {
                     if todo.is_empty() || Instant::now() >= group_deadline {
                         break;
                     }
-                    self.measure(&mut mine, &todo, ti)?;
+                    for i in todo {
+                        self.more_samples(&mut group, &mut mine[i], ti)?;
+                    }
                 }
                 best[ti] = best[ti].min(best_alive(&mine));
                 prune(&mut mine, best[ti], PRUNE);
@@ -832,13 +718,15 @@ impl<'a> KeyBench<'a> {
                 if order.len() >= 2 && tied(&mine[order[0]], &mine[order[1]]) && Instant::now() < group_deadline {
                     report(&name, Some(t), Stage::TieBreak);
                     for _ in 0..TIE_SAMPLES {
-                        self.measure(&mut mine, &order[..2], ti)?;
+                        for &i in &order[..2] {
+                            self.more_samples(&mut group, &mut mine[i], ti)?;
+                        }
                     }
                     best[ti] = best[ti].min(best_alive(&mine));
                 }
                 cands[ti].extend(mine);
             }
-            self.release(gi);
+            drop(group);
         }
         // Finals: the fastest few of every layout and the heuristic default,
         // side by side (time permitting).
@@ -856,68 +744,67 @@ impl<'a> KeyBench<'a> {
 
     /// Measures `finalists[ti]` of `cands[ti]` for every thread count side
     /// by side: their layouts built together, one warm-up batch each, then
-    /// `samples` fresh samples each (into [`Cand::finals`]) in rounds, each
-    /// round in another order. The round's anchor is the heuristic default
-    /// if it is a finalist, else the first finalist: each finalist's ratio
-    /// is its time over the anchor's in the same round (a few
-    /// milliseconds apart), and the anchor's samples join
-    /// [`KeyBench::anchor`].
+    /// `samples` fresh samples each (into [`Cand::finals`]) in interleaved
+    /// rounds.
     fn finals(&mut self, cands: &mut [Vec<Cand>], finalists: &[Vec<usize>], samples: usize) -> Result<(), PlanError> {
+        let mut groups: Vec<(usize, Group)> = Vec::new();
         for (list, chosen) in cands.iter().zip(finalists) {
             for &i in chosen {
-                self.build(list[i].group)?;
+                let gi = list[i].group;
+                if !groups.iter().any(|(g, _)| *g == gi) {
+                    groups.push((gi, self.build(gi)?));
+                }
             }
         }
         for (ti, (list, chosen)) in cands.iter_mut().zip(finalists).enumerate() {
             if chosen.is_empty() {
                 continue;
             }
-            let anchor = chosen.iter().position(|&i| list[i].keep).unwrap_or(0);
-            // (candidate, calls per sample)
+            // (candidate, its layout's index in `groups`, calls per sample)
             let mut runs = Vec::with_capacity(chosen.len());
             for &i in chosen {
                 let c = &mut list[i];
-                let calls = self.warm_up(c.group, c.variant, c.partition, ti)?;
+                let Some(g) = groups.iter().position(|(g, _)| *g == c.group) else { continue };
+                let probe = self.sample(&mut groups[g].1, c.variant, c.partition, ti, 1)?;
+                let n = Self::calls_for(probe);
+                self.sample(&mut groups[g].1, c.variant, c.partition, ti, n)?;
                 c.finals.clear();
-                c.final_ratios.clear();
-                runs.push((i, calls));
+                runs.push((i, g, n));
             }
-            for round in 0..samples {
-                let mut secs = vec![0.0; runs.len()];
-                for k in 0..runs.len() {
-                    let j = (k + round) % runs.len();
-                    let (i, calls) = runs[j];
-                    let c = &list[i];
-                    secs[j] = self.sample(c.group, c.variant, c.partition, ti, calls)?;
+            for _ in 0..samples {
+                for &(i, g, n) in &runs {
+                    let c = &mut list[i];
+                    let s = self.sample(&mut groups[g].1, c.variant, c.partition, ti, n)?;
+                    c.finals.push(s);
                 }
-                for (j, &(i, _)) in runs.iter().enumerate() {
-                    list[i].finals.push(secs[j]);
-                    list[i].final_ratios.push(secs[j] / secs[anchor]);
-                }
-                self.anchor[ti].push(secs[anchor]);
             }
-        }
-        for gi in 1..self.groups.len() {
-            self.release(gi);
         }
         Ok(())
     }
 
-    /// `samples` samples of each candidate ([`KeyBench::measure`]); clear
+    /// Warm-up and `samples` samples of each candidate, interleaved; clear
     /// losers dropped after their first sample, the rest pruned against
-    /// `best` (the best ratio so far) at the end.
-    fn screen(&mut self, cands: &mut [Cand], ti: usize, best: f64, samples: usize) -> Result<(), PlanError> {
-        let all: Vec<usize> = (0..cands.len()).collect();
-        self.measure(cands, &all, ti)?;
-        let best = best.min(best_alive(cands));
+    /// `best` (the best median so far) at the end.
+    fn screen(
+        &mut self,
+        group: &mut Group,
+        cands: &mut [Cand],
+        ti: usize,
+        best: f64,
+        samples: usize,
+    ) -> Result<(), PlanError> {
+        let mut best = best;
         for c in cands.iter_mut() {
-            if !c.keep && c.rel() > CLEAR_LOSER * best {
+            self.first_sample(group, c, ti)?;
+            if !c.keep && c.median() > CLEAR_LOSER * best {
                 c.pruned = true;
             }
+            best = best.min(c.median());
         }
         for _ in 1..samples {
-            let alive: Vec<usize> = (0..cands.len()).filter(|&i| !cands[i].pruned).collect();
-            self.measure(cands, &alive, ti)?;
+            for c in cands.iter_mut().filter(|c| !c.pruned) {
+                self.more_samples(group, c, ti)?;
+            }
         }
         let best = best.min(best_alive(cands));
         prune(cands, best, PRUNE);
@@ -931,7 +818,7 @@ impl<'a> KeyBench<'a> {
         for gi in 0..self.layouts.len() {
             let name = layout_name(self.layouts[gi]);
             report(gi, &name, None, Stage::Packing);
-            self.build(gi)?;
+            let mut group = self.build(gi)?;
             for (ti, list) in cands.iter_mut().enumerate() {
                 let t = self.threads[ti];
                 report(gi, &name, Some(t), Stage::Sweeping);
@@ -941,22 +828,22 @@ impl<'a> KeyBench<'a> {
                         mine.push(self.cand(v, p, gi));
                     }
                 }
-                let all: Vec<usize> = (0..mine.len()).collect();
-                for _ in 0..SWEEP_SAMPLES {
-                    self.measure(&mut mine, &all, ti)?;
+                for c in mine.iter_mut() {
+                    self.first_sample(&mut group, c, ti)?;
+                }
+                for _ in 1..SWEEP_SAMPLES {
+                    for c in mine.iter_mut() {
+                        self.more_samples(&mut group, c, ti)?;
+                    }
                 }
                 list.extend(mine);
             }
-            self.release(gi);
         }
         Ok(cands)
     }
 
-    /// A candidate's time: its ratio ([`Cand::score`]) times the anchor's
-    /// median seconds per call.
-    fn measured(&self, c: &Cand, ti: usize) -> Measured {
-        let threads = self.threads[ti];
-        let secs = c.score() * self.anchor_secs(ti);
+    fn measured(&self, c: &Cand, threads: usize) -> Measured {
+        let secs = c.score();
         let gbs = self.bytes as f64 / secs / 1e9;
         let roofline_pct =
             self.roofline.iter().find(|r| r.threads == threads && r.gbs > 0.0).map(|r| 100.0 * gbs / r.gbs);
@@ -970,36 +857,28 @@ impl<'a> KeyBench<'a> {
         }
     }
 
-    fn entry(&self, ti: usize, cands: &[Cand]) -> Option<Entry> {
+    fn entry(&self, threads: usize, cands: &[Cand]) -> Option<Entry> {
         let order = ranking(cands);
-        let choice = self.measured(&cands[*order.first()?], ti);
-        let runners_up = order.iter().skip(1).take(3).map(|&i| self.measured(&cands[i], ti)).collect();
-        let heuristic = cands.iter().find(|c| c.keep).map(|c| self.measured(c, ti));
+        let choice = self.measured(&cands[*order.first()?], threads);
+        let runners_up = order.iter().skip(1).take(3).map(|&i| self.measured(&cands[i], threads)).collect();
+        let heuristic = cands.iter().find(|c| c.keep).map(|c| self.measured(c, threads));
         let slowest = cands
             .iter()
             .filter(|c| !c.samples.is_empty())
             .max_by(|a, b| a.score().total_cmp(&b.score()))
-            .map(|c| self.measured(c, ti));
+            .map(|c| self.measured(c, threads));
         let measured = cands.iter().filter(|c| !c.samples.is_empty()).count();
-        Some(Entry {
-            key: self.key,
-            threads: self.threads[ti],
-            choice,
-            runners_up,
-            heuristic,
-            slowest,
-            candidates: measured,
-        })
+        Some(Entry { key: self.key, threads, choice, runners_up, heuristic, slowest, candidates: measured })
     }
 }
 
 fn best_alive(cands: &[Cand]) -> f64 {
-    cands.iter().filter(|c| !c.pruned).map(Cand::rel).fold(f64::INFINITY, f64::min)
+    cands.iter().filter(|c| !c.pruned).map(Cand::median).fold(f64::INFINITY, f64::min)
 }
 
 fn prune(cands: &mut [Cand], best: f64, margin: f64) {
     for c in cands.iter_mut() {
-        if !c.keep && c.rel() > best * (1.0 + margin) {
+        if !c.keep && c.median() > best * (1.0 + margin) {
             c.pruned = true;
         }
     }
@@ -1022,8 +901,8 @@ fn ranking(cands: &[Cand]) -> Vec<usize> {
 fn finalists(cands: &[Cand]) -> Vec<usize> {
     let order = ranking(cands);
     let Some(&first) = order.first() else { return Vec::new() };
-    let limit = cands[first].rel() * (1.0 + PRUNE);
-    let mut out: Vec<usize> = order.into_iter().take(FINALISTS).filter(|&i| cands[i].rel() <= limit).collect();
+    let limit = cands[first].median() * (1.0 + PRUNE);
+    let mut out: Vec<usize> = order.into_iter().take(FINALISTS).filter(|&i| cands[i].median() <= limit).collect();
     if let Some(h) = cands.iter().position(|c| c.keep && !c.samples.is_empty())
         && !out.contains(&h)
     {
@@ -1033,7 +912,7 @@ fn finalists(cands: &[Cand]) -> Vec<usize> {
 }
 
 fn tied(a: &Cand, b: &Cand) -> bool {
-    let (ra, rb) = (a.rel(), b.rel());
+    let (ma, mb) = (a.median(), b.median());
     let noise = TIE.max(0.5 * (a.spread() + b.spread()));
-    (rb - ra).abs() / ra.min(rb) < noise
+    (mb - ma).abs() / ma.min(mb) < noise
 }

@@ -189,9 +189,7 @@ pub struct Measured {
     pub variant: String,
     /// Row partition.
     pub partition: Partition,
-    /// Seconds per call: the median of its samples' ratios to an anchor
-    /// measured beside them (the heuristic default), times the anchor's
-    /// median seconds per call (see [`crate::tune`]).
+    /// Median seconds per call.
     pub secs: f64,
     /// Weight bytes per second (10^9).
     pub gbs: f64,
