@@ -65,7 +65,7 @@ cores=$(nproc 2>/dev/null || echo '?')
   echo "## Tuning (\`asdsl tune\` output)"
   echo
   echo "Time per call is the median over samples with the weights rotating through copies"
-  echo "larger than 4x the last-level cache (DRAM-resident). \`x heur\` and \`x slow\` are the"
+  echo "of at least 1 GiB, as the roofline's (DRAM-resident). \`x heur\` and \`x slow\` are the"
   echo "speedups of the choice over the heuristic default and over the slowest candidate."
   echo
   echo '```text'

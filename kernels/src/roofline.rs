@@ -627,7 +627,7 @@ fn anon_huge_pages(addr: usize) -> Option<u64> {
 }
 
 /// `MemAvailable` from `/proc/meminfo`, bytes.
-fn available_memory_bytes() -> Option<u64> {
+pub(crate) fn available_memory_bytes() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
     line["MemAvailable:".len()..].trim().trim_end_matches("kB").trim().parse::<u64>().ok().map(|kb| kb * 1024)

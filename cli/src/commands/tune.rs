@@ -23,8 +23,8 @@ use super::subject::Subject;
 pub const LONG_ABOUT: &str = "Measure every kernel variant that can compute each distinct matrix of a model \
     (or of a named geometry) on this machine, at each thread count, and write the fastest into the \
     plan that asdsl uses at load time.\n\n\
-    Measurement follows decode: the weights rotate over copies that together exceed 4x the \
-    last-level cache, so they come from DRAM; one warm-up, then the median of repeated samples; \
+    Measurement follows decode: the weights rotate over copies as large as the roofline's DRAM \
+    buffer (at least 1 GiB, more than 4x the last-level cache), so they come from DRAM; one warm-up, then the median of repeated samples; \
     candidates are interleaved, clear losers dropped after one sample, the rest refined, and in the \
     finals the fastest three and the heuristic default re-measured side by side (their samples in \
     the same rounds), the fastest there chosen; all within --budget seconds. Candidates are the \
@@ -88,7 +88,7 @@ pub struct TuneArgs {
     #[arg(long, value_name = "FILE", requires = "verify")]
     pub report: Option<PathBuf>,
 
-    /// Total MiB of the rotated weight copies (default: 4.25x the last-level cache).
+    /// Total MiB of the rotated weight copies (default: the roofline's DRAM buffer, at least 1 GiB).
     #[arg(long, value_name = "MIB", hide = true)]
     pub rotation_mib: Option<u64>,
 }

@@ -6,11 +6,22 @@
 //!
 //! - **Weights from DRAM.** For each key and each packed layout, the tuner
 //!   makes copies of the (random, seeded) weight matrix that together exceed
-//!   the rotation size ([`TuneOptions::rotation_bytes`], by default 4.25 x
-//!   the last-level cache) and rotates over them, call after call, so every
-//!   call reads its weights from DRAM as decode does. Every variant reading
+//!   the rotation size ([`TuneOptions::rotation_bytes`], by default the
+//!   roofline's DRAM buffer: at least 1 GiB) and rotates over them, call
+//!   after call, so every call reads its weights from DRAM as decode does.
+//!   Four times the last-level cache is not enough: an AMD L3 does not
+//!   evict a cyclic stream in order, and keeps part of it (on a Zen 4 with
+//!   32 MiB of L3, a 14 MB matrix rotated over 136 MiB ran 12 % faster than
+//!   over 272 MiB or more, above the DRAM roofline). Every variant reading
 //!   one layout (all SIMD variants with the same tile rows) shares the
 //!   copies. One full pass over the copies warms up each layout.
+//! - **Untouched memory is slow once.** On a shared host (a KVM guest on a
+//!   Zen 4) memory left untouched for a second or two reads at about half
+//!   speed on its next pass, and at full speed after a pass or two. The
+//!   finals build their layouts one after another (seconds each, at 1 GiB),
+//!   so before timing they pass over all of them again ([`WARM_PASSES`]);
+//!   without that, the layout built first was timed in the host's slow
+//!   state and lost to the others by up to 2.4x.
 //! - **Samples.** A sample is a batch of consecutive calls lasting about
 //!   [`SAMPLE_SECS`] (at least one call); its time per call is one
 //!   observation. Each candidate gets one warm-up batch first. The statistic
@@ -73,6 +84,10 @@ use crate::variant::{Sparsity, Variant};
 pub const SAMPLE_SECS: f64 = 0.004;
 /// A first sample slower than this factor times the best so far is dropped at once.
 pub const CLEAR_LOSER: f64 = 1.5;
+/// Untimed passes over every finalist layout's copies before the finals
+/// (see the module docs: on some hosts memory left untouched for a second
+/// reads slowly on its next pass).
+pub const WARM_PASSES: usize = 2;
 /// Samples every surviving candidate gets before pruning.
 pub const SCREEN_SAMPLES: usize = 3;
 /// After screening, candidates more than this fraction slower than the best are dropped.
@@ -201,7 +216,16 @@ impl Default for TuneOptions {
 impl TuneOptions {
     fn rotation(&self) -> u64 {
         self.rotation_bytes.unwrap_or_else(|| {
-            cpu::detect().last_level_cache_bytes().map_or(1 << 30, |llc| llc * 4 + llc / 4).max(64 << 20)
+            let cpu = cpu::detect();
+            let dram = crate::roofline::default_dram_bytes(cpu);
+            // The finals hold several layouts' copies at once (at most six
+            // layouts): an eighth of the available memory each at most, but
+            // never less than 4.25 x the last-level cache.
+            let floor = cpu.last_level_cache_bytes().map_or(256 << 20, |llc| llc * 4 + llc / 4);
+            match crate::roofline::available_memory_bytes() {
+                Some(available) => dram.min(available / 8).max(floor),
+                None => dram,
+            }
         })
     }
 }
@@ -479,6 +503,16 @@ struct Group {
     next: usize,
 }
 
+impl Group {
+    /// Reads a byte of every cache line of every copy (untimed).
+    fn touch(&self) {
+        for copy in &self.copies {
+            let sum = copy.data().chunks(64).fold(0u64, |acc, line| acc.wrapping_add(u64::from(line[0])));
+            std::hint::black_box(sum);
+        }
+    }
+}
+
 /// Everything needed to measure one key.
 struct KeyBench<'a> {
     key: MatrixKey,
@@ -754,6 +788,13 @@ impl<'a> KeyBench<'a> {
                 if !groups.iter().any(|(g, _)| *g == gi) {
                     groups.push((gi, self.build(gi)?));
                 }
+            }
+        }
+        // The layouts built first sat untouched while the others were
+        // allocated and filled: pass over them all again before timing.
+        for (_, group) in &groups {
+            for _ in 0..WARM_PASSES {
+                group.touch();
             }
         }
         for (ti, (list, chosen)) in cands.iter_mut().zip(finalists).enumerate() {
