@@ -2,9 +2,11 @@
 //! DRAM.
 //!
 //! For each format, shape (rows x cols) and thread count, every selected
-//! variant multiplies one input column; weights rotate over enough packed
-//! copies to exceed four times the last-level cache, so every call reads
-//! them from DRAM, as decode does. Criterion reports the time per call and
+//! variant multiplies one input column; weights rotate over packed copies
+//! as large as the roofline's DRAM buffer (`roofline::default_dram_bytes`:
+//! at least 1 GiB, more than four times the last-level cache, which an AMD
+//! L3 partly keeps: `kernels/TUNING.md`), so every call reads them from
+//! DRAM, as decode does. Criterion reports the time per call and
 //! the weight throughput (criterion prints GiB/s).
 //!
 //! Selection, by environment variable:
