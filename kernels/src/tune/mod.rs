@@ -218,9 +218,10 @@ impl TuneOptions {
         self.rotation_bytes.unwrap_or_else(|| {
             let cpu = cpu::detect();
             let dram = crate::roofline::default_dram_bytes(cpu);
-            // The finals hold several layouts' copies at once (at most six
-            // layouts): an eighth of the available memory each at most, but
-            // never less than 4.25 x the last-level cache.
+            // The finals hold the copies of several layouts at once (the
+            // finalists' of every thread count): an eighth of the available
+            // memory each at most, but never less than 4.25 x the
+            // last-level cache.
             let floor = cpu.last_level_cache_bytes().map_or(256 << 20, |llc| llc * 4 + llc / 4);
             match crate::roofline::available_memory_bytes() {
                 Some(available) => dram.min(available / 8).max(floor),
