@@ -8,8 +8,8 @@ use std::arch::x86_64::*;
 use std::marker::PhantomData;
 
 use super::{
-    StepKernel, StepScales, TileRunner, drive, slot_half_ints, slot_half_values, slot_ints, slot_values, walk_tiles,
-    write_rows,
+    ChunkScales, StepKernel, StepScales, TileRunner, drive, slot_half_ints, slot_half_values, slot_ints, slot_values,
+    walk_tiles, write_rows,
 };
 use crate::kernel::{KernelArgs, KernelFormat};
 
@@ -196,7 +196,7 @@ struct Q8Tile<F, const R: usize, const C: usize> {
 
 impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for Q8Tile<F, R, C> {
     #[inline(always)]
-    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize, scales: &mut [ChunkScales; 2]) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: AVX, guaranteed by the caller.
         let (acc, macc) = unsafe { ([[_mm256_setzero_ps(); C]; 4], [[_mm_setzero_ps(); C]; 2]) };
@@ -219,7 +219,7 @@ impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for Q8Tile<F, R
         // SAFETY: the tile lies within the packed data (the layout's
         // invariant); AVX2 is guaranteed by the caller.
         unsafe {
-            let t = walk_tiles::<F, R, Self, N>(m, tiles, t);
+            let t = walk_tiles::<F, R, Self, N>(m, tiles, t, scales);
             for (t, &tile) in t.iter().zip(&tiles) {
                 for c in 0..C {
                     let mut out = [0.0f32; 8];
@@ -391,7 +391,7 @@ struct F32Tile<F, const R: usize, const C: usize> {
 
 impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for F32Tile<F, R, C> {
     #[inline(always)]
-    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize, scales: &mut [ChunkScales; 2]) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: AVX, guaranteed by the caller.
         let acc = unsafe { [[_mm256_setzero_ps(); C]; 8] };
@@ -401,7 +401,7 @@ impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for F32Tile<F, 
         }
         // SAFETY: as in `Q8Tile::run`.
         unsafe {
-            let t = walk_tiles::<F, R, Self, N>(m, tiles, t);
+            let t = walk_tiles::<F, R, Self, N>(m, tiles, t, scales);
             for (t, &tile) in t.iter().zip(&tiles) {
                 for c in 0..C {
                     let mut out = [0.0f32; 8];

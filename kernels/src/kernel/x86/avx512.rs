@@ -208,7 +208,7 @@ struct Q8Tile<F, D, const R: usize, const C: usize> {
 
 impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> TileRunner for Q8Tile<F, D, R, C> {
     #[inline(always)]
-    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize, scales: &mut [ChunkScales; 2]) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: zeroing vectors needs only AVX-512 F, which the caller guarantees.
         let (acc, macc) = unsafe { ([[_mm512_setzero_ps(); C]; GROUPS], [[_mm_setzero_ps(); C]; GROUPS]) };
@@ -231,7 +231,7 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> TileRunner for 
         // SAFETY: the tile lies within the packed data (the layout's
         // invariant); AVX-512 is guaranteed by the caller.
         unsafe {
-            let t = walk_tiles::<F, R, Self, N>(m, tiles, t);
+            let t = walk_tiles::<F, R, Self, N>(m, tiles, t, scales);
             for (t, &tile) in t.iter().zip(&tiles) {
                 finish::<R, C>(args, tile, c0, &t.acc, &t.macc);
             }
@@ -500,7 +500,7 @@ struct F32Tile<F, const R: usize, const C: usize> {
 
 impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for F32Tile<F, R, C> {
     #[inline(always)]
-    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize) {
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize, scales: &mut [ChunkScales; 2]) {
         let (m, input) = (args.matrix, args.input);
         // SAFETY: AVX-512 F, guaranteed by the caller.
         let acc = unsafe { [[_mm512_setzero_ps(); C]; 8] };
@@ -510,7 +510,7 @@ impl<F: KernelFormat, const R: usize, const C: usize> TileRunner for F32Tile<F, 
         }
         // SAFETY: as in `Q8Tile::run`.
         unsafe {
-            let t = walk_tiles::<F, R, Self, N>(m, tiles, t);
+            let t = walk_tiles::<F, R, Self, N>(m, tiles, t, scales);
             for (t, &tile) in t.iter().zip(&tiles) {
                 for c in 0..C {
                     let mut sums = [0.0f32; 8];

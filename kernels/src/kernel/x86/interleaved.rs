@@ -92,7 +92,7 @@ pub(super) trait InterleavedKernel {
     /// Computes the `N` tiles `tiles`, walked in lockstep, for input columns
     /// `c0..c0 + C`. With `decoded` (one tile only), the tile's headers come
     /// decoded from it, [`unit_floats`] per unit; without, they are decoded
-    /// unit by unit.
+    /// unit by unit into `scratch` (one per tile).
     ///
     /// # Safety
     /// As [`drive`]; every tile is below `matrix.tiles()` and `c0 + C <=
@@ -102,6 +102,7 @@ pub(super) trait InterleavedKernel {
         tiles: [usize; N],
         c0: usize,
         decoded: Option<&[f32]>,
+        scratch: &mut [UnitScales; 2],
     );
 
     /// Decodes the unit's headers at `hp` (transposed) into `out`, laid out
@@ -132,9 +133,10 @@ impl<D: Dot512> InterleavedKernel for Avx512<D> {
         tiles: [usize; N],
         c0: usize,
         decoded: Option<&[f32]>,
+        scratch: &mut [UnitScales; 2],
     ) {
         // SAFETY: forwarded contract.
-        unsafe { run_tiles::<F, D, C, N>(args, tiles, c0, decoded) }
+        unsafe { run_tiles::<F, D, C, N>(args, tiles, c0, decoded, scratch) }
     }
 
     #[inline(always)]
@@ -162,16 +164,21 @@ pub(super) unsafe fn drive<F: KernelFormat, K: InterleavedKernel, const C: usize
     assert!(supports::<F>(), "interleaved variants exist for Q4_0, Q4_1, Q4_K, Q6_K and q4g32 only");
     let columns = args.input.columns();
     let (start, end) = (args.tiles.start, args.tiles.end);
+    // Made once per call, not per tile pair: zeroed per pair (a `memset` of
+    // 3 KiB, never needed: every unit's decoding writes what the unit reads)
+    // it cost the Q4_K kernel about a sixth of its 1-thread speed from DRAM
+    // on shapes with short rows (`kernels/BENCHMARKS.md`).
+    let mut scratch = [const { UnitScales([0.0; 2 * MAX_GROUPS * INTERLEAVED_ROWS]) }; 2];
     // SAFETY: forwarded contract; every tile and column group is in range.
     unsafe {
         if columns < C || C == 1 {
             let half = (end - start) / 2;
             for c0 in 0..columns {
                 for i in 0..half {
-                    K::run_tiles::<F, 1, 2>(args, [start + i, start + half + i], c0, None);
+                    K::run_tiles::<F, 1, 2>(args, [start + i, start + half + i], c0, None, &mut scratch);
                 }
                 if (end - start) % 2 == 1 {
-                    K::run_tiles::<F, 1, 1>(args, [end - 1], c0, None);
+                    K::run_tiles::<F, 1, 1>(args, [end - 1], c0, None, &mut scratch);
                 }
             }
             return;
@@ -188,10 +195,10 @@ pub(super) unsafe fn drive<F: KernelFormat, K: InterleavedKernel, const C: usize
             let mut c0 = 0;
             while c0 < columns {
                 if columns - c0 >= C {
-                    K::run_tiles::<F, C, 1>(args, [tile], c0, Some(&decoded));
+                    K::run_tiles::<F, C, 1>(args, [tile], c0, Some(&decoded), &mut scratch);
                     c0 += C;
                 } else {
-                    K::run_tiles::<F, 1, 1>(args, [tile], c0, Some(&decoded));
+                    K::run_tiles::<F, 1, 1>(args, [tile], c0, Some(&decoded), &mut scratch);
                     c0 += 1;
                 }
             }
@@ -243,6 +250,7 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
     tiles: [usize; N],
     c0: usize,
     decoded: Option<&[f32]>,
+    unit_scales: &mut [UnitScales; 2],
 ) {
     const {
         assert!(!k4_integer::<F>() || matches!(F::INT8_BLOCK, Int8Block::Of256), "one activation scale per unit");
@@ -252,7 +260,7 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
     let (m, input) = (args.matrix, args.input);
     let units = m.padded_cols() / F::UNIT;
     let Columns { q, d, sums, isums } = Columns::<C>::of::<F>(input, c0);
-    let mut unit_scales = [const { UnitScales([0.0; 2 * MAX_GROUPS * INTERLEAVED_ROWS]) }; N];
+    const { assert!(N <= 2, "one scratch per tile") };
     let (scale_groups, floats) = (groups::<F>(), unit_floats::<F>());
     if let Some(decoded) = decoded {
         assert!(N == 1 && decoded.len() >= units * floats, "decoded headers of one whole tile");

@@ -23,7 +23,7 @@
 //! instead of once per sub-block. Its headers decode to integers, not to
 //! sixteen floats per sub-block.
 
-use super::interleaved::{Columns, InterleavedKernel, MAX_GROUPS, UnitScales, groups, k4, k4_integer, unit_floats};
+use super::interleaved::{Columns, InterleavedKernel, UnitScales, groups, k4, k4_integer, unit_floats};
 use crate::input::Int8Block;
 use crate::kernel::{HeaderKind, KernelArgs, KernelFormat};
 use crate::pack::INTERLEAVED_ROWS;
@@ -54,9 +54,10 @@ impl InterleavedKernel for Avx2 {
         tiles: [usize; N],
         c0: usize,
         decoded: Option<&[f32]>,
+        scratch: &mut [UnitScales; 2],
     ) {
         // SAFETY: forwarded contract.
-        unsafe { run_tiles::<F, C, N>(args, tiles, c0, decoded) }
+        unsafe { run_tiles::<F, C, N>(args, tiles, c0, decoded, scratch) }
     }
 
     #[inline(always)]
@@ -77,6 +78,7 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
     tiles: [usize; N],
     c0: usize,
     decoded: Option<&[f32]>,
+    unit_scales: &mut [UnitScales; 2],
 ) {
     const {
         assert!(!k4_integer::<F>() || matches!(F::INT8_BLOCK, Int8Block::Of256), "one activation scale per unit");
@@ -86,7 +88,7 @@ unsafe fn run_tiles<F: KernelFormat, const C: usize, const N: usize>(
     let (m, input) = (args.matrix, args.input);
     let units = m.padded_cols() / F::UNIT;
     let Columns { q, d, sums, isums } = Columns::<C>::of::<F>(input, c0);
-    let mut unit_scales = [const { UnitScales([0.0; 2 * MAX_GROUPS * INTERLEAVED_ROWS]) }; N];
+    const { assert!(N <= 2, "one scratch per tile") };
     let (scale_groups, floats) = (groups::<F>(), unit_floats::<F>());
     if let Some(decoded) = decoded {
         assert!(N == 1 && decoded.len() >= units * floats, "decoded headers of one whole tile");

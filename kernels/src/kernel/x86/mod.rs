@@ -451,6 +451,10 @@ pub(crate) unsafe fn slot_half_ints<const R: usize>(values: *const i32, g: usize
 /// `kernels/BENCHMARKS.md`).
 ///
 /// Returns the `N` copies of `kernel`, one per tile, holding their sums.
+/// `scales` holds the decoded headers of each tile's current chunk (the
+/// first `N`), made once per call of [`drive`] rather than per tile: every
+/// tile of a call writes the same entries, each chunk before it reads them,
+/// so what an earlier tile left is never read.
 ///
 /// # Safety
 /// `m` is packed in `F`'s row-slot layout with `R` rows per tile, and each
@@ -461,7 +465,9 @@ pub(crate) unsafe fn walk_tiles<F: KernelFormat, const R: usize, K: StepKernel +
     m: &PackedMatrix,
     tiles: [usize; N],
     kernel: K,
+    scales: &mut [ChunkScales; 2],
 ) -> [K; N] {
+    const { assert!(N <= 2, "one chunk's scales per tile") };
     let mut kernels = [kernel; N];
     let mut starts = [std::ptr::null(); N];
     for (start, &tile) in starts.iter_mut().zip(&tiles) {
@@ -478,7 +484,6 @@ pub(crate) unsafe fn walk_tiles<F: KernelFormat, const R: usize, K: StepKernel +
     let chunk_bytes = header_bytes + steps * step_bytes;
     let total = R * subs;
     let full = total / chunk_slots;
-    let mut scales = [const { ChunkScales::new() }; N];
     // SAFETY: the offsets follow the layout's own arithmetic (see `pack`).
     unsafe {
         for chunk in 0..full {
@@ -526,7 +531,8 @@ pub(crate) trait TileRunner {
     ///
     /// # Safety
     /// The [`KernelArgs`] contract; the tiles and columns are in range.
-    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize);
+    /// `scales` is the walk's buffer for decoded headers ([`walk_tiles`]).
+    unsafe fn run<const N: usize>(args: &KernelArgs<'_>, tiles: [usize; N], c0: usize, scales: &mut [ChunkScales; 2]);
 }
 
 /// Runs every tile of the call for every input column: columns in groups of
@@ -541,6 +547,10 @@ pub(crate) unsafe fn drive<Full: TileRunner, Rest: TileRunner, const C: usize>(a
     let columns = args.input.columns();
     let (start, end) = (args.tiles.start, args.tiles.end);
     let half = (end - start) / 2;
+    // Made once per call, not per tile pair ([`walk_tiles`]): a `memset` per
+    // pair cost the interleaved layout's Q4_K kernel, which had the same
+    // habit, about a sixth of its 1-thread speed (`kernels/BENCHMARKS.md`).
+    let mut scales = [const { ChunkScales::new() }; 2];
     // SAFETY: forwarded contract; every tile and column group is in range.
     unsafe {
         for i in 0..half {
@@ -548,10 +558,10 @@ pub(crate) unsafe fn drive<Full: TileRunner, Rest: TileRunner, const C: usize>(a
             let mut c0 = 0;
             while c0 < columns {
                 if columns - c0 >= C {
-                    Full::run(args, tiles, c0);
+                    Full::run(args, tiles, c0, &mut scales);
                     c0 += C;
                 } else {
-                    Rest::run(args, tiles, c0);
+                    Rest::run(args, tiles, c0, &mut scales);
                     c0 += 1;
                 }
             }
@@ -560,10 +570,10 @@ pub(crate) unsafe fn drive<Full: TileRunner, Rest: TileRunner, const C: usize>(a
             let mut c0 = 0;
             while c0 < columns {
                 if columns - c0 >= C {
-                    Full::run(args, [tile], c0);
+                    Full::run(args, [tile], c0, &mut scales);
                     c0 += C;
                 } else {
-                    Rest::run(args, [tile], c0);
+                    Rest::run(args, [tile], c0, &mut scales);
                     c0 += 1;
                 }
             }
