@@ -27,8 +27,8 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "# Kernel benchmarks"
   echo
   echo "Weight bandwidth of the fastest registry variant per format, shape and thread"
-  echo "count, with weights streamed from DRAM (rotating over copies that exceed four"
-  echo "times the last-level cache), against the DRAM read bandwidth of the same"
+  echo "count, with weights streamed from DRAM (rotating over copies as large as the"
+  echo "roofline's DRAM buffer, at least 1 GiB), against the DRAM read bandwidth of the same"
   echo "minutes: \`asdsl_kernels::roofline\`'s full measurement at the start, its two"
   echo "best read patterns repeated (\`DramProbe\`, three reads of 1 GiB each) right"
   echo "before and right after every benchmark, the higher of the two. Times are"
