@@ -250,7 +250,7 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
     tiles: [usize; N],
     c0: usize,
     decoded: Option<&[f32]>,
-    unit_scales: &mut [UnitScales; 2],
+    scratch: &mut [UnitScales; 2],
 ) {
     const {
         assert!(!k4_integer::<F>() || matches!(F::INT8_BLOCK, Int8Block::Of256), "one activation scale per unit");
@@ -279,8 +279,8 @@ unsafe fn run_tiles<F: KernelFormat, D: Dot512, const C: usize, const N: usize>(
                 scales[n] = match decoded {
                     Some(decoded) => decoded.as_ptr().add(u * floats),
                     None => {
-                        decode_headers::<F>(p, &mut unit_scales[n].0);
-                        unit_scales[n].0.as_ptr()
+                        decode_headers::<F>(p, &mut scratch[n].0);
+                        scratch[n].0.as_ptr()
                     }
                 };
             }
