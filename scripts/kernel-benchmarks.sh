@@ -32,7 +32,9 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   echo "minutes: \`asdsl_kernels::roofline\`'s full measurement at the start, its two"
   echo "best read patterns repeated (\`DramProbe\`, three reads of 1 GiB each) right"
   echo "before and right after every benchmark, the higher of the two. Times are"
-  echo "criterion's median per call; GB/s = 10^9 bytes/s of packed weights."
+  echo "criterion's median per call; GB/s = 10^9 bytes/s of packed weights. The last"
+  echo "column sets batches of calls against probe reads in lock step (the note under"
+  echo "the table says how), which this host's fast-changing 2-thread bandwidth needs."
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- CPU: $cpu, $(nproc) logical CPUs"
