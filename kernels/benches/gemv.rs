@@ -37,6 +37,9 @@
 //!   gives its median over rounds 1, 3, ... (choosing and reporting on the
 //!   same rounds would favour the variant whose rounds were lucky). Only the
 //!   benches that ran in this run count (not those a filter skipped).
+//! - `ASDSL_BENCH_ROUNDS=FILE`: with the report, also write every lock-step
+//!   round as CSV (format, shape, threads, variant, round, batch GB/s,
+//!   probe GB/s before and after), for a closer look.
 //!
 //! Criterion's own filter works too: `cargo bench --bench gemv -- q4_0/14336x4096`.
 
@@ -86,9 +89,12 @@ impl Round {
         self.before.max(self.after) <= PROBE_SPREAD * self.before.min(self.after)
     }
 
-    /// The batch as a percentage of the higher of its two probes.
+    /// The batch as a percentage of the mean of its two probes (the
+    /// bandwidth of the round's middle, where the batch ran; a steady
+    /// round's probes are within [`PROBE_SPREAD`], so the higher of them
+    /// would be at most that much more, and more often a lucky read).
     fn percent(&self) -> f64 {
-        100.0 * self.gbs / self.before.max(self.after)
+        200.0 * self.gbs / (self.before + self.after)
     }
 }
 
@@ -403,7 +409,7 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
         f,
         "\nLock step: after each benchmark, {ROUNDS} rounds of a probe (one read with each pattern) and a batch of \
          calls (at least {} MiB of weights, timed as a whole after one untimed call), then a last probe; each batch \
-         as a percentage of the higher of the probes beside it, rounds whose two probes differ by more than {:.0} % \
+         as a percentage of the mean of the two probes beside it, rounds whose two probes differ by more than {:.0} % \
          left out (the state changed within the round). The best variant is the one with the highest median over \
          rounds 2, 4, ...; its lock-step figure is the median over rounds 1, 3, ... (the steady ones of {}), so \
          that the choice's luck does not raise it. The other columns are that variant's criterion figures.",
@@ -422,6 +428,28 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
     Ok(())
 }
 
+/// Every lock-step round of every benchmark, as CSV.
+fn write_rounds(path: &str) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(f, "format,shape,threads,variant,round,batch_gbs,probe_before_gbs,probe_after_gbs")?;
+    for ((format, shape, t), runs) in RESULTS.lock().expect("results").iter() {
+        for run in runs {
+            for (i, r) in run.rounds.iter().enumerate() {
+                writeln!(
+                    f,
+                    "{format},{shape},{t},{},{},{:.3},{:.3},{:.3}",
+                    run.variant,
+                    i + 1,
+                    r.gbs,
+                    r.before,
+                    r.after
+                )?;
+            }
+        }
+    }
+    f.flush()
+}
+
 fn main() {
     let dir = std::env::var_os("CRITERION_HOME")
         .map(PathBuf::from)
@@ -436,6 +464,9 @@ fn main() {
     c.final_summary();
     if let Some(path) = report_path {
         report(&path, &dir, &probes).expect("write the report");
+        if let Ok(rounds_path) = std::env::var("ASDSL_BENCH_ROUNDS") {
+            write_rounds(&rounds_path).expect("write the rounds");
+        }
         eprintln!("report written to {path}");
     }
 }
