@@ -37,9 +37,12 @@
 //!   gives its median over rounds 1, 3, ... (choosing and reporting on the
 //!   same rounds would favour the variant whose rounds were lucky). Only the
 //!   benches that ran in this run count (not those a filter skipped).
-//! - `ASDSL_BENCH_ROUNDS=FILE`: with the report, also write every lock-step
-//!   round as CSV (format, shape, threads, variant, round, batch GB/s,
-//!   probe GB/s before and after), for a closer look.
+//! - `ASDSL_BENCH_LOCK_STEP_ROUNDS=N`: lock-step rounds per benchmark (an
+//!   even number, default 24);
+//! - `ASDSL_BENCH_ROUNDS_CSV=FILE`: with the report, also write every
+//!   lock-step round as CSV (format, shape, threads, variant, round, batch
+//!   GB/s, probe GB/s before and after), for a closer look
+//!   (`scripts/lock-step-states.py` splits them by the machine's state).
 //!
 //! Criterion's own filter works too: `cargo bench --bench gemv -- q4_0/14336x4096`.
 
@@ -109,9 +112,18 @@ const PROBE_REPS: usize = 3;
 /// leave a lock-step round out).
 const PROBE_SPREAD: f64 = 1.15;
 
-/// Lock-step rounds per benchmark: rounds 2, 4, ... choose the best
-/// variant, rounds 1, 3, ... give its figure.
+/// Lock-step rounds per benchmark unless `ASDSL_BENCH_LOCK_STEP_ROUNDS`
+/// says otherwise: rounds 2, 4, ... choose the best variant, rounds 1, 3,
+/// ... give its figure.
 const ROUNDS: usize = 24;
+
+/// The lock-step rounds per benchmark.
+fn lock_step_rounds() -> usize {
+    match std::env::var("ASDSL_BENCH_LOCK_STEP_ROUNDS") {
+        Ok(n) => n.parse().ok().filter(|n| n % 2 == 0 && *n > 0).expect("an even number of lock-step rounds"),
+        Err(_) => ROUNDS,
+    }
+}
 
 /// The weight bytes a lock-step batch reads at least (half the probe's
 /// 1 GiB read: the batch and the probes beside it take tens of
@@ -240,7 +252,7 @@ fn bench(c: &mut Criterion, probes: &BTreeMap<usize, DramProbe>) {
     }
 }
 
-/// [`ROUNDS`] rounds of the benchmark's call in lock step with the probe:
+/// [`lock_step_rounds`] rounds of the benchmark's call in lock step with the probe:
 /// probe, batch, probe, batch, ..., probe, each batch one untimed call
 /// (which wakes the threads) and then at least [`BATCH_BYTES`] of weights
 /// timed as a whole. This host's DRAM bandwidth at 2 threads flips between
@@ -250,7 +262,7 @@ fn bench(c: &mut Criterion, probes: &BTreeMap<usize, DramProbe>) {
 fn lock_step(probe: &DramProbe, bytes: usize, call: &mut dyn FnMut()) -> Vec<Round> {
     let calls = BATCH_BYTES.div_ceil(bytes);
     let mut before = probe.measure(1);
-    (0..ROUNDS)
+    (0..lock_step_rounds())
         .map(|_| {
             call();
             let start = Instant::now();
@@ -333,7 +345,7 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
         let moved = before.max(after) > PROBE_SPREAD * before.min(after);
         marked |= moved;
         let lock_step = match lock_step_median(&run.rounds, 0) {
-            Some((pct, n)) => format!("{pct:.0} % ({n} of {})", ROUNDS / 2),
+            Some((pct, n)) => format!("{pct:.0} % ({n} of {})", lock_step_rounds() / 2),
             None => "-".to_string(),
         };
         writeln!(
@@ -407,15 +419,16 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
     }
     writeln!(
         f,
-        "\nLock step: after each benchmark, {ROUNDS} rounds of a probe (one read with each pattern) and a batch of \
+        "\nLock step: after each benchmark, {} rounds of a probe (one read with each pattern) and a batch of \
          calls (at least {} MiB of weights, timed as a whole after one untimed call), then a last probe; each batch \
          as a percentage of the mean of the two probes beside it, rounds whose two probes differ by more than {:.0} % \
          left out (the state changed within the round). The best variant is the one with the highest median over \
          rounds 2, 4, ...; its lock-step figure is the median over rounds 1, 3, ... (the steady ones of {}), so \
          that the choice's luck does not raise it. The other columns are that variant's criterion figures.",
+        lock_step_rounds(),
         BATCH_BYTES >> 20,
         100.0 * (PROBE_SPREAD - 1.0),
-        ROUNDS / 2
+        lock_step_rounds() / 2
     )?;
     if marked {
         writeln!(
@@ -464,7 +477,7 @@ fn main() {
     c.final_summary();
     if let Some(path) = report_path {
         report(&path, &dir, &probes).expect("write the report");
-        if let Ok(rounds_path) = std::env::var("ASDSL_BENCH_ROUNDS") {
+        if let Ok(rounds_path) = std::env::var("ASDSL_BENCH_ROUNDS_CSV") {
             write_rounds(&rounds_path).expect("write the rounds");
         }
         eprintln!("report written to {path}");
