@@ -26,17 +26,21 @@
 //!   start, and its two best read patterns repeated (a [`DramProbe`], about
 //!   0.4 s) right before and right after every benchmark; the higher of
 //!   those two is that benchmark's ceiling; rows where the two probes differ
-//!   by more than 15 % are marked. Then, in *lock step*, 24 rounds of a
-//!   probe read and a batch of calls (at least 512 MiB of weights), each
-//!   batch against the probes beside it: this host's 2-thread DRAM
+//!   by more than 15 % are marked. Then, in *lock step*, 24 rounds (by
+//!   default) of a probe read and a batch of calls (at least 512 MiB of
+//!   weights), each batch against the mean of the probes beside it, rounds
+//!   whose probes differ by more than 15 % left out: this host's 2-thread DRAM
 //!   bandwidth flips between about 35 and 60 GB/s within a tenth of a
 //!   second, faster than one criterion benchmark, so only a ratio taken
 //!   within a round is readable (against the probes around 3 seconds of
 //!   criterion, 2-thread rows read 65-146 %). The best variant is the one
 //!   with the highest lock-step median over rounds 2, 4, ...; the table
 //!   gives its median over rounds 1, 3, ... (choosing and reporting on the
-//!   same rounds would favour the variant whose rounds were lucky). Only the
-//!   benches that ran in this run count (not those a filter skipped).
+//!   same rounds would favour the variant whose rounds were lucky). Where
+//!   the host spends most rounds in its low state, every variant that keeps
+//!   up with it reads about 100 %, and the choice among those is noise
+//!   (`kernels/BENCHMARKS.md`, 13:23 run). Only the benches that ran in this
+//!   run count (not those a filter skipped).
 //! - `ASDSL_BENCH_LOCK_STEP_ROUNDS=N`: lock-step rounds per benchmark (an
 //!   even number, default 24);
 //! - `ASDSL_BENCH_ROUNDS_CSV=FILE`: with the report, also write every
