@@ -30,9 +30,9 @@
 //!   default) of a probe read and a batch of calls (at least 512 MiB of
 //!   weights), each batch against the mean of the probes beside it, rounds
 //!   whose probes differ by more than 15 % left out: this host's 2-thread DRAM
-//!   bandwidth flips between about 35 and 60 GB/s within a tenth of a
-//!   second, faster than one criterion benchmark, so only a ratio taken
-//!   within a round is readable (against the probes around 3 seconds of
+//!   bandwidth flips between about 35 and 60 GB/s, staying in one state
+//!   for a tenth of a second to a few seconds, less than one criterion
+//!   benchmark lasts, so only a ratio taken within a round is readable (against the probes around 3 seconds of
 //!   criterion, 2-thread rows read 65-146 %). The best variant is the one
 //!   with the highest lock-step median over rounds 2, 4, ...; the table
 //!   gives its median over rounds 1, 3, ... (choosing and reporting on the
@@ -260,9 +260,9 @@ fn bench(c: &mut Criterion, probes: &BTreeMap<usize, DramProbe>) {
 /// probe, batch, probe, batch, ..., probe, each batch one untimed call
 /// (which wakes the threads) and then at least [`BATCH_BYTES`] of weights
 /// timed as a whole. This host's DRAM bandwidth at 2 threads flips between
-/// about 35 and 60 GB/s within a tenth of a second, faster than one
-/// criterion benchmark; a batch set against the probes beside it sees
-/// the same state.
+/// about 35 and 60 GB/s, staying in one state for a tenth of a second to a
+/// few seconds (less than one criterion benchmark lasts); a batch set
+/// against the probes beside it mostly sees the same state.
 fn lock_step(probe: &DramProbe, bytes: usize, call: &mut dyn FnMut()) -> Vec<Round> {
     let calls = BATCH_BYTES.div_ceil(bytes);
     let mut before = probe.measure(1);
