@@ -93,7 +93,7 @@ impl Round {
     /// Whether the machine's state held during the round: its two probes
     /// within [`PROBE_SPREAD`] of each other.
     fn steady(&self) -> bool {
-        self.before.max(self.after) <= PROBE_SPREAD * self.before.min(self.after)
+        within_spread(self.before, self.after)
     }
 
     /// The batch as a percentage of the mean of its two probes (the
@@ -103,6 +103,11 @@ impl Round {
     fn percent(&self) -> f64 {
         200.0 * self.gbs / (self.before + self.after)
     }
+}
+
+/// Whether two probe measurements are within [`PROBE_SPREAD`] of each other.
+fn within_spread(a: f64, b: f64) -> bool {
+    a.max(b) <= PROBE_SPREAD * a.min(b)
 }
 
 /// Every benchmark run, by (format, shape, threads).
@@ -346,7 +351,7 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
         let gbs = run.bytes as f64 / secs / 1e9;
         let (before, after) = run.dram.unwrap_or_default();
         let ceiling = before.max(after);
-        let moved = before.max(after) > PROBE_SPREAD * before.min(after);
+        let moved = !within_spread(before, after);
         marked |= moved;
         let lock_step = match lock_step_median(&run.rounds, 0) {
             Some((pct, n)) => format!("{pct:.0} % ({n} of {})", lock_step_rounds() / 2),
@@ -381,27 +386,16 @@ fn report(path: &str, dir: &Path, probes: &BTreeMap<usize, DramProbe>) -> std::i
             .filter_map(|r| r.dram)
             .flat_map(|(a, b)| [a, b])
             .collect();
-        let lock_step_probes: Vec<f64> = results
-            .iter()
-            .filter(|(k, _)| k.2 == *t)
-            .flat_map(|(_, runs)| runs)
-            .flat_map(|r| &r.rounds)
-            .map(|r| r.after)
-            .collect();
+        let rounds: Vec<&Round> =
+            results.iter().filter(|(k, _)| k.2 == *t).flat_map(|(_, runs)| runs).flat_map(|r| &r.rounds).collect();
         if let (Some(low), Some(high)) =
-            (lock_step_probes.iter().copied().reduce(f64::min), lock_step_probes.iter().copied().reduce(f64::max))
+            (rounds.iter().map(|r| r.after).reduce(f64::min), rounds.iter().map(|r| r.after).reduce(f64::max))
         {
-            let steady = results
-                .iter()
-                .filter(|(k, _)| k.2 == *t)
-                .flat_map(|(_, runs)| runs)
-                .flat_map(|r| &r.rounds)
-                .filter(|r| r.steady())
-                .count();
+            let steady = rounds.iter().filter(|r| r.steady()).count();
             writeln!(
                 f,
                 "Lock-step probes, {t} thread(s): {low:.2}-{high:.2} GB/s; {steady} of {} rounds steady.",
-                lock_step_probes.len()
+                rounds.len()
             )?;
         }
         if let (Some(low), Some(high)) =
