@@ -64,8 +64,9 @@ cores=$(nproc 2>/dev/null || echo '?')
   if [ -n "${NOTE:-}" ]; then echo "$NOTE"; echo; fi
   echo "## Tuning (\`asdsl tune\` output)"
   echo
-  echo "Time per call is the median over samples with the weights rotating through copies"
-  echo "of at least 1 GiB, as the roofline's (DRAM-resident). \`x heur\` and \`x slow\` are the"
+  echo "Time per call is the mean of the fastest 60 % of a finalist's samples (the median of"
+  echo "the samples of a candidate that did not reach the finals), with the weights rotating"
+  echo "through copies of at least 1 GiB, as the roofline's (DRAM-resident). \`x heur\` and \`x slow\` are the"
   echo "speedups of the choice over the heuristic default and over the slowest candidate."
   echo
   echo '```text'
@@ -76,10 +77,12 @@ cores=$(nproc 2>/dev/null || echo '?')
   echo
   echo "Every candidate (variant x partition) measured with the same number of samples, no"
   echo "pruning. \`choice vs best in the sweep\` compares the plan's choice with the sweep's"
-  echo "fastest as the sweep measured them; \`choice vs best side by side\` re-measures the two"
-  echo "(and the heuristic default) together, 15 samples each in interleaved rounds"
-  echo "(\`tune::head_to_head\`): the figure for the goal (within 3 %). The fastest of many noisy"
-  echo "medians is biased low, being their minimum; samples taken in the same rounds are not."
+  echo "fastest as the sweep measured them; \`choice vs best side by side\` re-measures the"
+  echo "choice, the sweep's best of every packed layout and the heuristic default together, 15"
+  echo "samples each in interleaved rounds (\`tune::head_to_head\`, ranked by the mean of each"
+  echo "one's fastest 60 %), and compares the choice with the fastest there: the figure for the"
+  echo "goal (within 3 %). The fastest of many noisy medians is biased low, being their minimum,"
+  echo "and the sweep measures the layouts seconds apart; samples taken in the same rounds are neither."
   echo
   cat "$work/report.md"
 } > "$OUT"

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use asdsl_kernels::Format;
-use asdsl_kernels::cpu;
+use asdsl_kernels::pack::Layout;
 use asdsl_kernels::roofline::{self, DramOptions};
 use asdsl_kernels::run::{Partition, Schedule};
 use asdsl_kernels::tune::plan::{self, Plan};
 use asdsl_kernels::tune::{self, Measured, RooflinePoint, SweepResult, TuneOptions, TuneProgress};
+use asdsl_kernels::{cpu, registry};
 use asdsl_model::geometry::KeyUse;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -27,7 +28,8 @@ pub const LONG_ABOUT: &str = "Measure every kernel variant that can compute each
     buffer (at least 1 GiB, more than 4x the last-level cache), so they come from DRAM; one warm-up, then the median of repeated samples; \
     candidates are interleaved, clear losers dropped after one sample, the rest refined, and in the \
     finals the fastest three and the heuristic default re-measured side by side (their samples in \
-    the same rounds), the fastest there chosen; all within --budget seconds. Candidates are the \
+    the same rounds), the fastest there (by the mean of its fastest 60 % of samples) chosen; all \
+    within --budget seconds. Candidates are the \
     registry variants of the matrix's format (the format is never changed: that would change the \
     results) whose ISA this CPU allows, with static and dynamic row partitions above one thread.\n\n\
     The plan is written to -o FILE, or else to the default plan of this machine in the user cache \
@@ -36,9 +38,10 @@ pub const LONG_ABOUT: &str = "Measure every kernel variant that can compute each
     bandwidth (measured briefly first), and its speedup over the heuristic default and over the \
     slowest candidate.\n\n\
     --verify then measures every candidate exhaustively (no pruning, no budget), re-measures the \
-    plan's choice, the sweep's fastest and the heuristic default side by side, and reports how \
-    close each choice is to the exhaustive best, both ways (the fastest of many noisy medians is \
-    biased low; the side-by-side figure is not).";
+    plan's choice, the sweep's best of every layout and the heuristic default side by side, and \
+    reports how close each choice is to the exhaustive best, both ways (the fastest of many noisy \
+    medians is biased low, and the sweep measures layouts seconds apart; the side-by-side figure \
+    is neither).";
 
 /// Examples shown after the help.
 pub const AFTER_HELP: &str = "Examples:\n  asdsl tune --geometry phi4-mini --threads 1,2\n  \
@@ -295,22 +298,28 @@ struct Check<'a> {
     paired: Paired,
 }
 
-/// Seconds per call of the plan's choice, the sweep's best and the
-/// heuristic default, measured side by side.
+/// Seconds per call of the plan's choice, the fastest of the sweep's best
+/// candidates side by side, and the heuristic default.
 struct Paired {
     choice: f64,
-    best: f64,
+    /// The fastest side by side of the sweep's fastest and the sweep's best
+    /// of every layout.
+    best: Measured,
     heuristic: Option<f64>,
 }
 
 impl Paired {
-    /// Measures the plan's choice, the sweep's best and the heuristic
-    /// default (each once, if they coincide) side by side.
+    /// Measures the plan's choice, the sweep's fastest, the sweep's best of
+    /// every other layout and the heuristic default (each once) side by
+    /// side. The sweep measures the layouts one after another, seconds
+    /// apart; a shared host's bandwidth can move by 2x in between, so its
+    /// fastest median alone may be a layout that was measured in a good
+    /// moment.
     fn measure<'n>(
         key: &tune::MatrixKey,
         threads: usize,
         choice: (&'n str, Partition),
-        best: (&'n str, Partition),
+        sweep: &'n SweepResult,
         heuristic: Option<&'n Measured>,
         opts: &TuneOptions,
     ) -> Result<Paired> {
@@ -320,15 +329,24 @@ impl Paired {
                 cands.len() - 1
             })
         }
+        let layout = |m: &Measured| registry::find(&m.variant).map(Layout::for_variant);
         let mut cands = vec![choice];
-        let best = index_of(&mut cands, best);
+        let mut bests = Vec::new();
+        // `sweep.results` is fastest first: the first of each layout is its best.
+        for (i, m) in sweep.results.iter().enumerate() {
+            if sweep.results[..i].iter().all(|e| layout(e) != layout(m)) {
+                bests.push(index_of(&mut cands, (&m.variant, m.partition)));
+            }
+        }
         let heuristic = heuristic.map(|h| index_of(&mut cands, (&h.variant, h.partition)));
         let measured = tune::head_to_head(key, threads, &cands, opts)?;
-        Ok(Paired {
-            choice: measured[0].secs,
-            best: measured[best].secs,
-            heuristic: heuristic.map(|i| measured[i].secs),
-        })
+        let best = bests
+            .iter()
+            .map(|&i| &measured[i])
+            .min_by(|a, b| a.secs.total_cmp(&b.secs))
+            .context("a sweep without candidates")?
+            .clone();
+        Ok(Paired { choice: measured[0].secs, best, heuristic: heuristic.map(|i| measured[i].secs) })
     }
 }
 
@@ -354,15 +372,8 @@ fn verify(args: &TuneArgs, plan: &Plan, subject: &Subject, opts: &TuneOptions, w
         let find = |name: &str, p: &Partition| s.results.iter().find(|m| m.variant == name && m.partition == *p);
         let heuristic = heuristic_name(&s.key, s.threads).and_then(|(n, p)| find(n, &p));
         let chosen = find(&e.choice.variant, &e.choice.partition);
-        let paired = Paired::measure(
-            &s.key,
-            s.threads,
-            (&e.choice.variant, e.choice.partition),
-            (&best.variant, best.partition),
-            heuristic,
-            opts,
-        )
-        .with_context(|| format!("re-measuring {} side by side", u.names))?;
+        let paired = Paired::measure(&s.key, s.threads, (&e.choice.variant, e.choice.partition), s, heuristic, opts)
+            .with_context(|| format!("re-measuring {} side by side", u.names))?;
         checks.push(Check {
             names: &u.names,
             count: u.count,
@@ -380,20 +391,20 @@ fn verify(args: &TuneArgs, plan: &Plan, subject: &Subject, opts: &TuneOptions, w
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "| matrix | shape | threads | plan's choice | exhaustive best | choice vs best in the sweep | choice vs best side by side | heuristic (sweep) | slowest | plan speedup over heuristic (side by side) | candidates |"
+        "| matrix | shape | threads | plan's choice | exhaustive best | choice vs best in the sweep | choice vs best side by side (the best there) | heuristic (sweep) | slowest | plan speedup over heuristic (side by side) | candidates |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
     let (mut worst_sweep_gap, mut worst_gap): (f64, f64) = (0.0, 0.0);
     for c in &checks {
         let chosen_secs = c.chosen.map_or(f64::NAN, |m| m.secs);
         let sweep_gap = 100.0 * (chosen_secs / c.best.secs - 1.0);
-        let gap = 100.0 * (c.paired.choice / c.paired.best - 1.0);
+        let gap = 100.0 * (c.paired.choice / c.paired.best.secs - 1.0);
         worst_sweep_gap = worst_sweep_gap.max(sweep_gap);
         worst_gap = worst_gap.max(gap);
         let us = |m: &Measured| format!("{:.1} us", m.secs * 1e6);
         let _ = writeln!(
             md,
-            "| {} | {}x{} | {} | `{}` {} {:.1} us | `{}` {} {} ({:.1} GB/s) | {:+.1} % | {:+.1} % ({:.1} / {:.1} us) | {} | `{}` {} | {} | {} |",
+            "| {} | {}x{} | {} | `{}` {} {:.1} us | `{}` {} {} ({:.1} GB/s) | {:+.1} % | {:+.1} % ({:.1} / {:.1} us, `{}` {}) | {} | `{}` {} | {} | {} |",
             c.names,
             c.sweep.key.rows,
             c.sweep.key.cols,
@@ -408,7 +419,9 @@ fn verify(args: &TuneArgs, plan: &Plan, subject: &Subject, opts: &TuneOptions, w
             sweep_gap,
             gap,
             c.paired.choice * 1e6,
-            c.paired.best * 1e6,
+            c.paired.best.secs * 1e6,
+            c.paired.best.variant,
+            partition_text(&c.paired.best.partition),
             c.heuristic.map_or("-".into(), us),
             c.slowest.variant,
             us(c.slowest),
@@ -437,7 +450,7 @@ fn verify(args: &TuneArgs, plan: &Plan, subject: &Subject, opts: &TuneOptions, w
         };
         let plan_t = sum(&|c| Some(c.paired.choice));
         let heur_t = sum(&|c| c.paired.heuristic);
-        let best_t = sum(&|c| Some(c.paired.best));
+        let best_t = sum(&|c| Some(c.paired.best.secs));
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.2} ms", v * 1e3));
         let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => format!("{:.3}x", a / b),

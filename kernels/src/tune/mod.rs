@@ -25,8 +25,9 @@
 //! - **Samples.** A sample is a batch of consecutive calls lasting about
 //!   [`SAMPLE_SECS`] (at least one call); its time per call is one
 //!   observation. Each candidate gets one warm-up batch first. The statistic
-//!   is the median; candidates are sampled in interleaved rounds so that slow
-//!   drifts of a shared machine hit all of them alike.
+//!   is the median, except in the finals (below); candidates are sampled in
+//!   interleaved rounds so that slow drifts of a shared machine hit all of
+//!   them alike.
 //! - **Pruning.** Layouts are visited starting with the heuristic default's;
 //!   a candidate whose first sample is more than [`CLEAR_LOSER`] x the best
 //!   median so far is dropped at once, and after [`SCREEN_SAMPLES`] samples
@@ -40,7 +41,8 @@
 //!   of the best) and the heuristic default are measured again side by
 //!   side: their layouts built together, a warm-up batch each, then
 //!   [`FINAL_SAMPLES`] fresh samples each in interleaved rounds. The choice
-//!   is the fastest in the finals. Medians taken minutes apart on a shared
+//!   is the fastest in the finals, by the mean of the fastest
+//!   [`FINAL_KEPT`] of its samples. Medians taken minutes apart on a shared
 //!   machine differ by more than the finalists do; samples taken in the
 //!   same rounds do not, and the speedup over the heuristic default is then
 //!   a paired figure too.
@@ -102,6 +104,15 @@ pub const TIE_SAMPLES: usize = 6;
 pub const FINALISTS: usize = 3;
 /// Fresh samples per finalist, in interleaved rounds.
 pub const FINAL_SAMPLES: usize = 9;
+/// The fraction of a finalist's samples (the fastest) whose mean ranks it.
+/// A mean, not a median: on a host whose DRAM bandwidth flips between two
+/// states for a tenth of a second to seconds, a median follows whichever
+/// state held most of the rounds, while the kernels differ most in the
+/// fast state; a mean counts its rounds in proportion. The slowest 40 %
+/// are left out: batches hit by another process, and slow-state rounds
+/// first. Evidence: `examples/tuner_states.rs` and
+/// `scripts/tuner-states.py` (kernels/TUNING.md gives the figures).
+pub const FINAL_KEPT: f64 = 0.6;
 /// Fraction of a key's time share for screening and refining its layouts;
 /// the finals get the rest.
 pub const LAYOUTS_SHARE: f64 = 0.8;
@@ -472,10 +483,11 @@ impl Cand {
         quantile(&self.samples, 0.5)
     }
 
-    /// The time it is ranked and reported by: the median of its finals if
-    /// it had any, else of its samples.
+    /// The time it is ranked and reported by: the mean of the fastest
+    /// [`FINAL_KEPT`] of its finals if it had any, else the median of its
+    /// samples.
     fn score(&self) -> f64 {
-        if self.finals.is_empty() { self.median() } else { quantile(&self.finals, 0.5) }
+        if self.finals.is_empty() { self.median() } else { fastest_mean(&self.finals, FINAL_KEPT) }
     }
 
     /// Interquartile range relative to the median.
@@ -485,6 +497,17 @@ impl Cand {
         }
         (quantile(&self.samples, 0.75) - quantile(&self.samples, 0.25)) / self.median()
     }
+}
+
+/// The mean of the fastest `kept` fraction of `samples` (at least one).
+fn fastest_mean(samples: &[f64], kept: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::INFINITY;
+    }
+    let mut s = samples.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = ((kept * s.len() as f64).round() as usize).clamp(1, s.len());
+    s[..n].iter().sum::<f64>() / n as f64
 }
 
 fn quantile(samples: &[f64], q: f64) -> f64 {
@@ -955,4 +978,25 @@ fn tied(a: &Cand, b: &Cand) -> bool {
     let (ma, mb) = (a.median(), b.median());
     let noise = TIE.max(0.5 * (a.spread() + b.spread()));
     (mb - ma).abs() / ma.min(mb) < noise
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fastest_mean_leaves_out_the_slowest_samples() {
+        // Ten samples: the four slowest (one a batch hit by another process) go.
+        let samples = [5.0, 1.0, 2.0, 9.0, 3.0, 4.0, 100.0, 6.0, 7.0, 8.0];
+        assert_eq!(fastest_mean(&samples, FINAL_KEPT), 3.5);
+        assert_eq!(fastest_mean(&[3.0], FINAL_KEPT), 3.0);
+        assert_eq!(fastest_mean(&[], FINAL_KEPT), f64::INFINITY);
+        // Two states: all tie in the slow one, which held two thirds of the
+        // rounds; the fast one tells them apart. A median does not.
+        let slow = 10.0;
+        let a = [slow, slow, 6.0, slow, slow, 6.0, slow, slow, 6.0];
+        let b = [slow, slow, 6.6, slow, slow, 6.6, slow, slow, 6.6];
+        assert!(fastest_mean(&a, FINAL_KEPT) < fastest_mean(&b, FINAL_KEPT));
+        assert_eq!(quantile(&a, 0.5), quantile(&b, 0.5));
+    }
 }
