@@ -21,11 +21,9 @@ use asdsl_kernels::input::Input;
 use asdsl_kernels::pack::{Layout, PackedMatrix, quantize_matrix};
 use asdsl_kernels::roofline::{self, DramOptions, DramProbe};
 use asdsl_kernels::run::{Gemv, Partition, Threads};
+use asdsl_kernels::tune::SAMPLE_SECS;
 use asdsl_kernels::variant::Activation;
 use asdsl_kernels::{cpu, registry};
-
-/// Target duration of one sample, as `tune::SAMPLE_SECS`.
-const SAMPLE_SECS: f64 = 0.004;
 
 /// One variant with its rotated copies.
 struct Candidate {

@@ -302,15 +302,14 @@ struct Check<'a> {
 /// candidates side by side, and the heuristic default.
 struct Paired {
     choice: f64,
-    /// The fastest side by side of the sweep's fastest and the sweep's best
-    /// of every layout.
+    /// The fastest side by side of the sweep's best of every layout.
     best: Measured,
     heuristic: Option<f64>,
 }
 
 impl Paired {
-    /// Measures the plan's choice, the sweep's fastest, the sweep's best of
-    /// every other layout and the heuristic default (each once) side by
+    /// Measures the plan's choice, the sweep's best of every layout (its
+    /// fastest among them) and the heuristic default (each once) side by
     /// side. The sweep measures the layouts one after another, seconds
     /// apart; a shared host's bandwidth can move by 2x in between, so its
     /// fastest median alone may be a layout that was measured in a good
