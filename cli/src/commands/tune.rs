@@ -328,12 +328,14 @@ impl Paired {
                 cands.len() - 1
             })
         }
-        let layout = |m: &Measured| registry::find(&m.variant).map(Layout::for_variant);
         let mut cands = vec![choice];
         let mut bests = Vec::new();
         // `sweep.results` is fastest first: the first of each layout is its best.
-        for (i, m) in sweep.results.iter().enumerate() {
-            if sweep.results[..i].iter().all(|e| layout(e) != layout(m)) {
+        let mut seen = Vec::new();
+        for m in &sweep.results {
+            let layout = registry::find(&m.variant).map(Layout::for_variant);
+            if !seen.contains(&layout) {
+                seen.push(layout);
                 bests.push(index_of(&mut cands, (&m.variant, m.partition)));
             }
         }
