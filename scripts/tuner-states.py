@@ -14,7 +14,7 @@ candidate each statistic would choose: how often is that choice within 3 %
 of the best in the high state?
 
     cargo run --release -p asdsl-kernels --example tuner_states -- 16384x3072 2 400 VARIANT... > rounds.csv
-    scripts/tuner-states.py rounds.csv --split 48 [--window 15]
+    scripts/tuner-states.py rounds.csv --split 48 [--window 9]
 """
 import argparse
 import csv
@@ -53,7 +53,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rounds", help="CSV written by examples/tuner_states.rs")
     ap.add_argument("--split", type=float, required=True, help="GB/s between the low and the high state")
-    ap.add_argument("--window", type=int, default=15, help="rounds per simulated finals (the tuner's FINAL_SAMPLES)")
+    ap.add_argument("--window", type=int, default=9, help="rounds per simulated finals (the tuner's FINAL_SAMPLES)")
     args = ap.parse_args()
 
     times = defaultdict(dict)  # round -> variant -> us per call
