@@ -247,7 +247,7 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> StepKernel for 
         // SAFETY: forwarded from the caller. The group is a constant in each
         // branch: indexed by a run-time value, the accumulators would live
         // in memory (a load and a store around every FMA), which cost the
-        // 8-row tiles about a seventh of their cache-resident speed.
+        // 8-row tiles 8-27 % of their cache-resident speed (kernels/TUNING.md).
         unsafe {
             if groups(R) == 2 && (g / 4) % 2 == 1 {
                 self.accumulate::<1>(p, g, slots, sc)
@@ -268,13 +268,12 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> Q8Tile<F, D, R,
         // SAFETY: the step's codes are at `p`; the input columns are padded
         // for every read below; AVX-512 is guaranteed by the caller.
         unsafe {
-            let a = A;
             let (lo, hi) =
                 if slots == 4 { unpack::<true>(F::CODE_BITS, p, 4) } else { unpack::<false>(F::CODE_BITS, p, slots) };
             for c in 0..C {
                 let (xlo, xhi) = activations::<R>(self.q[c], g);
                 let dx = slot_values::<R>(self.d[c], g);
-                let acc = &mut self.acc[a][c];
+                let acc = &mut self.acc[A][c];
                 if F::SPLIT {
                     let (zlo, zhi) = match F::OFFSET {
                         Some(o) => {
@@ -288,8 +287,8 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> Q8Tile<F, D, R,
                     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ihi), expand(_mm_mul_ps(sc.s_hi, dx)), *acc);
                     if F::OFFSET.is_none() {
                         let (qlo, qhi) = slot_half_values::<R>(self.sums[c], g);
-                        self.macc[a][c] = _mm_fmadd_ps(sc.m_lo, qlo, self.macc[a][c]);
-                        self.macc[a][c] = _mm_fmadd_ps(sc.m_hi, qhi, self.macc[a][c]);
+                        self.macc[A][c] = _mm_fmadd_ps(sc.m_lo, qlo, self.macc[A][c]);
+                        self.macc[A][c] = _mm_fmadd_ps(sc.m_hi, qhi, self.macc[A][c]);
                     }
                 } else {
                     let z = match F::OFFSET {
@@ -299,7 +298,7 @@ impl<F: KernelFormat, D: Dot512, const R: usize, const C: usize> Q8Tile<F, D, R,
                     let i = dot::<F, D>(dot::<F, D>(z, lo, xlo), hi, xhi);
                     *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), expand(_mm_mul_ps(sc.s_lo, dx)), *acc);
                     if F::OFFSET.is_none() {
-                        self.macc[a][c] = _mm_fmadd_ps(sc.m_lo, slot_values::<R>(self.sums[c], g), self.macc[a][c]);
+                        self.macc[A][c] = _mm_fmadd_ps(sc.m_lo, slot_values::<R>(self.sums[c], g), self.macc[A][c]);
                     }
                 }
             }
