@@ -78,9 +78,9 @@ cores=$(nproc 2>/dev/null || echo '?')
   echo "Every candidate (variant x partition) measured with the same number of samples, no"
   echo "pruning. \`choice vs best in the sweep\` compares the plan's choice with the sweep's"
   echo "fastest as the sweep measured them; \`choice vs best side by side\` re-measures the"
-  echo "choice, the sweep's best of every packed layout and the heuristic default together, 45"
-  echo "samples each in interleaved rounds (\`tune::head_to_head\`, ranked by the mean of each"
-  echo "one's fastest 60 %), and compares the choice with the fastest there: the figure for the"
+  echo "choice, the sweep's best of every packed layout and the heuristic default together,"
+  echo "the same number of samples each in interleaved rounds (\`tune::head_to_head\`; the count"
+  echo "and the statistic are in the last line), and compares the choice with the fastest there: the figure for the"
   echo "goal (within 3 %). The fastest of many noisy medians is biased low, being their minimum,"
   echo "and the sweep measures the layouts seconds apart; samples taken in the same rounds are neither."
   echo

@@ -470,11 +470,13 @@ fn verify(args: &TuneArgs, plan: &Plan, subject: &Subject, opts: &TuneOptions, w
     let _ = writeln!(md);
     let _ = writeln!(
         md,
-        "Tune time: {wall:.1} s wall for {} keys x {} thread counts (measurement {:.1} s, budget {} s); exhaustive sweep {sweep_secs:.1} s, side-by-side re-measurement {paired_secs:.1} s. Worst choice vs exhaustive best: {worst_gap:+.1} % side by side, {worst_sweep_gap:+.1} % in the sweep.",
+        "Tune time: {wall:.1} s wall for {} keys x {} thread counts (measurement {:.1} s, budget {} s); exhaustive sweep {sweep_secs:.1} s, side-by-side re-measurement {paired_secs:.1} s ({} samples per candidate, ranked by the mean of the fastest {:.0} %). Worst choice vs exhaustive best: {worst_gap:+.1} % side by side, {worst_sweep_gap:+.1} % in the sweep.",
         uses.len(),
         opts.threads.len(),
         plan.tune_secs,
-        args.budget
+        args.budget,
+        tune::HEAD_TO_HEAD_SAMPLES,
+        100.0 * tune::FINAL_KEPT
     );
     println!();
     println!("Verification against an exhaustive sweep:");
