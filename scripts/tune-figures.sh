@@ -64,7 +64,9 @@ cores=$(nproc 2>/dev/null || echo '?')
   if [ -n "${NOTE:-}" ]; then echo "$NOTE"; echo; fi
   echo "## Tuning (\`asdsl tune\` output)"
   echo
-  echo "Time per call is the mean of the fastest 60 % of a finalist's samples (the median of"
+  # the finals' statistic, as the report's last line names it (tune::FINAL_KEPT)
+  kept=$(grep -o 'mean of the fastest [0-9]* %' "$work/report.md" | head -1 || true)
+  echo "Time per call is the ${kept:-statistic named in the last line} of a finalist's samples (the median of"
   echo "the samples of a candidate that did not reach the finals), with the weights rotating"
   echo "through copies of at least 1 GiB, as the roofline's (DRAM-resident). \`x heur\` and \`x slow\` are the"
   echo "speedups of the choice over the heuristic default and over the slowest candidate."

@@ -59,7 +59,7 @@ enum Command {
     #[command(long_about = commands::perplexity::LONG_ABOUT)]
     Perplexity(commands::perplexity::PerplexityArgs),
     /// Measure the kernel variants for a model's matrices on this machine and write the plan.
-    #[command(long_about = commands::tune::LONG_ABOUT, after_help = commands::tune::AFTER_HELP)]
+    #[command(long_about = commands::tune::long_about(), after_help = commands::tune::AFTER_HELP)]
     Tune(commands::tune::TuneArgs),
     /// Show a kernel plan, or where this machine's plan lives.
     #[command(long_about = commands::plan::LONG_ABOUT)]

@@ -20,15 +20,17 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::roofline::{ThreadList, parse_format, parse_threads};
 use super::subject::Subject;
 
-/// The long help of `asdsl tune`.
-pub const LONG_ABOUT: &str = "Measure every kernel variant that can compute each distinct matrix of a model \
+/// The long help of `asdsl tune` (the finals' statistic from [`tune::FINAL_KEPT`]).
+pub fn long_about() -> String {
+    format!(
+        "Measure every kernel variant that can compute each distinct matrix of a model \
     (or of a named geometry) on this machine, at each thread count, and write the fastest into the \
     plan that asdsl uses at load time.\n\n\
     Measurement follows decode: the weights rotate over copies as large as the roofline's DRAM \
     buffer (at least 1 GiB, more than 4x the last-level cache), so they come from DRAM; one warm-up, then the median of repeated samples; \
     candidates are interleaved, clear losers dropped after one sample, the rest refined, and in the \
-    finals the fastest three and the heuristic default re-measured side by side (their samples in \
-    the same rounds), the fastest there (by the mean of its fastest 60 % of samples) chosen; all \
+    finals the fastest {finalists} and the heuristic default re-measured side by side (their samples in \
+    the same rounds), the fastest there (by the mean of its fastest {kept:.0} % of samples) chosen; all \
     within --budget seconds. Candidates are the \
     registry variants of the matrix's format (the format is never changed: that would change the \
     results) whose ISA this CPU allows, with static and dynamic row partitions above one thread.\n\n\
@@ -41,7 +43,11 @@ pub const LONG_ABOUT: &str = "Measure every kernel variant that can compute each
     plan's choice, the sweep's best of every layout and the heuristic default side by side, and \
     reports how close each choice is to the exhaustive best, both ways (the fastest of many noisy \
     medians is biased low, and the sweep measures layouts seconds apart; the side-by-side figure \
-    is neither).";
+    is neither).",
+        finalists = tune::FINALISTS,
+        kept = 100.0 * tune::FINAL_KEPT
+    )
+}
 
 /// Examples shown after the help.
 pub const AFTER_HELP: &str = "Examples:\n  asdsl tune --geometry phi4-mini --threads 1,2\n  \
