@@ -20,7 +20,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::roofline::{ThreadList, parse_format, parse_threads};
 use super::subject::Subject;
 
-/// The long help of `asdsl tune` (the finals' statistic from [`tune::FINAL_KEPT`]).
+/// The long help of `asdsl tune` (the finals' size and statistic from [`tune::FINALISTS`] and
+/// [`tune::FINAL_KEPT`]).
 pub fn long_about() -> String {
     format!(
         "Measure every kernel variant that can compute each distinct matrix of a model \
