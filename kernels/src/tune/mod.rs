@@ -102,13 +102,10 @@ pub const TIE: f64 = 0.02;
 pub const TIE_SAMPLES: usize = 6;
 /// Candidates (besides the heuristic default) in the finals of each key and thread count.
 pub const FINALISTS: usize = 3;
-/// Fresh samples per finalist, in interleaved rounds. Thirty were tried:
-/// replayed over 400 rounds of three matrices (`scripts/tuner-states.py
-/// --window`), the kept statistic chose within 3 % of the fast state's best
-/// in 98, 84 and 89 % of windows of 9 rounds and in 100, 96 and 95 % of
-/// windows of 30; but in five end-to-end runs of each, alternated, the
-/// plan was within 3 % of the best side by side on 45 of 50 key-runs with
-/// 30 and on 48 of 50 with 9 (kernels/TUNING.md). Not kept.
+/// Fresh samples per finalist, in interleaved rounds. Thirty chose better
+/// in a replay of recorded rounds (`scripts/tuner-states.py --window`) but
+/// no better end to end, so the cheaper finals stay (the figures:
+/// kernels/TUNING.md, sixth session).
 pub const FINAL_SAMPLES: usize = 9;
 /// The fraction of a finalist's samples (the fastest) whose mean ranks it.
 /// A mean, not a median: on a host whose DRAM bandwidth flips between two
@@ -125,12 +122,8 @@ pub const LAYOUTS_SHARE: f64 = 0.8;
 /// Samples per candidate in [`sweep`].
 pub const SWEEP_SAMPLES: usize = 7;
 /// Samples per candidate in [`head_to_head`]: more than the finals take,
-/// since it judges them: the fastest of several noisy estimates is biased
-/// low. With 15, the same tuner's plans were within 3 % of it on 24 and 26
-/// of 30 key-runs; with 45, on 48 of 50 (runs hours apart, the later ones
-/// with faster 8-row kernels: kernels/TUNING.md). In the replay of
-/// [`FINAL_SAMPLES`], windows of 45 rounds chose within 3 % of the fast
-/// state's best in 100, 100 and 99 % of windows.
+/// since it judges them, and the fastest of several noisy estimates is
+/// biased low (15 were too few: kernels/TUNING.md, sixth session).
 pub const HEAD_TO_HEAD_SAMPLES: usize = 45;
 /// Rows per chunk of the dynamic partitions tried (where they make at least
 /// two chunks per thread).
