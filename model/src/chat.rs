@@ -241,6 +241,7 @@ impl ChatTemplate {
                 && let Some(spec) = value.as_str()
             {
                 check_format_widths(spec)?;
+                check_str_format_keys(spec)?;
             }
             // `sep.join(items)` makes what the join filter makes of `items|join(sep)`
             let mut inputs = Vec::with_capacity(args.len() + 1);
@@ -578,6 +579,44 @@ fn check_format_widths(spec: &str) -> Result<(), minijinja::Error> {
     Ok(())
 }
 
+/// Refuses a Python format string (`str.format`) with a non-ASCII
+/// character in a field's `[key]` (`{0[key]}`): minijinja 2.24's parser
+/// reads such a key byte by byte to its `]`, as it does a printf
+/// `%(key)s`, and panics on a multi-byte character there (found by
+/// fuzzing: fuzz/regressions/chat_template/). Text outside the fields may
+/// be anything.
+fn check_str_format_keys(spec: &str) -> Result<(), minijinja::Error> {
+    let bytes = spec.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' if bytes.get(i + 1) == Some(&b'{') => i += 2,
+            b'{' => {
+                // A field: it ends at the first `}` outside its `[key]`s,
+                // which run to their `]` (or the end), a `}` included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'}' {
+                    if bytes[i] == b'[' {
+                        // `i` is at an ASCII `[`, so `i + 1` is a character boundary.
+                        let end = spec[i + 1..].find(']').map_or(spec.len(), |e| i + 1 + e);
+                        if !spec[i + 1..end].is_ascii() {
+                            return Err(minijinja::Error::new(
+                                ErrorKind::InvalidOperation,
+                                "format: a str.format key ({0[...]}) with a non-ASCII character",
+                            ));
+                        }
+                        i = end;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
 fn format_error(error: &minijinja::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -604,6 +643,19 @@ mod tests {
             let err = template.render(&[], false).unwrap_err().to_string();
             assert!(err.contains("non-ASCII") || err.contains("unknown filter"), "{source}: {err}");
         }
+    }
+
+    #[test]
+    fn str_format_keys_with_multibyte_characters_are_errors_not_panics() {
+        for source in ["{{ '{0[é]}'.format([1]) }}", "{{ '{0[a}é]}'.format([1]) }}", "{{ 'x{0[a\u{FFFD}'.format('') }}"]
+        {
+            let template = ChatTemplate::new(source, None, None);
+            let err = template.render(&[], false).unwrap_err().to_string();
+            assert!(err.contains("non-ASCII"), "{source}: {err}");
+        }
+        // Non-ASCII text outside the keys is fine.
+        let template = ChatTemplate::new("{{ '{}: é [ü]'.format('a') }}", None, None);
+        assert_eq!(template.render(&[], false).unwrap(), "a: é [ü]");
     }
 
     #[test]
