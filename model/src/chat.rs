@@ -33,6 +33,11 @@
 //! ([`STACK_PER_FUEL`]), so that such a value cannot overflow it (found by
 //! fuzzing: a segmentation fault on the fuzzer's 8 MiB main stack).
 //!
+//! A panic of minijinja itself (two were found by fuzzing, both in its
+//! format-string parser, and are refused before they run) ends the render
+//! with [`ChatError::EnginePanic`] instead of ending the program; the fuzz
+//! target turns that error back into a panic, so the fuzzer still finds them.
+//!
 //! Not bounded: operators (`~` and `+` concatenation, comparisons, `in`)
 //! on values the template already holds; fuel bounds how many such
 //! operations run, not their size, so a
@@ -112,6 +117,11 @@ pub enum ChatError {
     /// The rendered text would exceed the output cap.
     #[error("chat template output exceeds {0} bytes")]
     OutputTooLarge(usize),
+    /// The template engine panicked on this template: a bug in minijinja
+    /// that none of this module's guards catches yet (the message is the
+    /// panic's).
+    #[error("chat template: the template engine (minijinja) failed on this template: {0}")]
+    EnginePanic(String),
 }
 
 /// One message of a conversation.
@@ -219,7 +229,7 @@ impl ChatTemplate {
                         self.fuel
                     ))
                 })?;
-            renderer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            renderer.join().unwrap_or_else(engine_panic)
         })
     }
 
@@ -628,6 +638,18 @@ fn format_error(error: &minijinja::Error) -> String {
     text
 }
 
+/// The result of a render whose thread panicked: an error that says so,
+/// rather than a crash of the program (the panic hook has printed the
+/// message and place too, for a bug report).
+fn engine_panic(payload: Box<dyn std::any::Any + Send>) -> Result<String, ChatError> {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    Err(ChatError::EnginePanic(message.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,6 +678,19 @@ mod tests {
         // Non-ASCII text outside the keys is fine.
         let template = ChatTemplate::new("{{ '{}: é [ü]'.format('a') }}", None, None);
         assert_eq!(template.render(&[], false).unwrap(), "a: é [ü]");
+    }
+
+    #[test]
+    fn a_panic_of_the_template_engine_is_an_error() {
+        let payload = std::panic::catch_unwind(|| panic!("index 3 is not a char boundary")).unwrap_err();
+        let err = engine_panic(payload).unwrap_err();
+        assert!(matches!(&err, ChatError::EnginePanic(m) if m == "index 3 is not a char boundary"), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "chat template: the template engine (minijinja) failed on this template: index 3 is not a char boundary"
+        );
+        let payload = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert!(engine_panic(payload).unwrap_err().to_string().ends_with(": no message"));
     }
 
     #[test]
