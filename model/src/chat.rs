@@ -212,7 +212,8 @@ impl ChatTemplate {
     /// the header of the assistant's turn.
     ///
     /// Rendering runs on a thread of its own whose stack is sized by the
-    /// fuel (see [`STACK_PER_FUEL`]).
+    /// fuel (see [`STACK_PER_FUEL`]); a panic of that thread (a bug in
+    /// minijinja) is returned as [`ChatError::EnginePanic`].
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String, ChatError> {
         refuse_repetition(&self.source)?;
         let per_fuel = usize::try_from(self.fuel).unwrap_or(usize::MAX).saturating_mul(STACK_PER_FUEL);
